@@ -293,7 +293,7 @@ def cascade_tables(conn) -> dict[str, list[str]]:
         present = set(table_columns(conn, table))
         keep = [c for c in cols if c in present]
         if keep:
-            out[table] = keep
+            out[".".join(_split(table))] = keep
     return out
 
 
@@ -393,7 +393,7 @@ def _row_json(row: dict) -> dict:
 def plan_change(conn, change: Change) -> list[StepPlan]:
     rows = conn.execute(f"SELECT * FROM {qt('region')}").fetchall()
     cols = [d.name for d in conn.execute(f"SELECT * FROM {qt('region')} LIMIT 0").description]
-    tree = Tree([_row_json(dict(zip(cols, r))) for r in rows])
+    tree = Tree([_row_json(dict(zip(cols, r, strict=False))) for r in rows])
     plans = []
     for i, step in enumerate(change.steps):
         where = f"change {change.change_id} step {i + 1} ({step['type']})"
@@ -584,6 +584,11 @@ def _plan_delete(tree: Tree, s: dict, plan: StepPlan, eff: str, where: str) -> N
     _need(tree, code, where, "code")
     sub = tree.subtree(code)
     level = tree.level(code)
+    if "target" not in s and not s.get("purge"):
+        raise RegionChangeError(
+            f"{where}: delete of {code} needs a target for the persons registered under it "
+            "or an explicit purge: true"
+        )
     if "target" in s:
         _need(tree, s["target"], where, "target")
         if s["target"] in sub:
@@ -636,7 +641,7 @@ def _where(cols: list[str], prefixes: list[str]) -> str:
 def _count(conn, table: str, cols: list[str], prefixes: list[str]) -> dict[str, int]:
     sel = ", ".join(f"count(*) FILTER (WHERE {_cond(c, prefixes)})" for c in cols)
     row = conn.execute(f"SELECT count(*), {sel} FROM {qt(table)} WHERE {_where(cols, prefixes)}").fetchone()
-    out = {f"{_split(table)[1]}.{c}": n for c, n in zip(cols, row[1:]) if n}
+    out = {f"{_split(table)[1]}.{c}": n for c, n in zip(cols, row[1:], strict=False) if n}
     if row[0]:
         out[f"{_split(table)[1]}.*rows"] = row[0]
     return out
@@ -694,7 +699,8 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
             bump({"region.inserted": len(plan.dict_insert)})
         for code, new, old in plan.dict_update:
             conn.execute(
-                "INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) VALUES (%s,%s,'region',%s,%s)",
+                "INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) "
+                "VALUES (%s, %s, 'region', %s, %s)",
                 (cid, plan.index, json.dumps({"code": code}), json.dumps(old, ensure_ascii=False)),
             )
             sets = ", ".join(f"{qi(k)} = %s" for k in new)
@@ -731,7 +737,8 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
                 pkj = ", ".join(f"'{k}', {qi(k)}" for k in pks[table])
                 conn.execute(
                     f"INSERT INTO popdb.region_change_archive (change_id, step, tbl, pk, row) "
-                    f"SELECT %s, %s, %s, jsonb_build_object({pkj}), to_jsonb(t) FROM {qt(table)} t WHERE {where}",
+                    f"SELECT %s, %s, %s, jsonb_build_object({pkj}), to_jsonb(t) "
+                    f"FROM {qt(table)} t WHERE {where}",
                     (cid, plan.index, table),
                 )
                 n = conn.execute(f"DELETE FROM {qt(table)} WHERE {where}").rowcount
@@ -838,7 +845,7 @@ def apply_change(prov, change: Change, cities: dict | None = None, check: bool =
                 cur = prov.execute("SELECT * FROM popdb.region WHERE code = ANY(%s)", (sorted(touched),))
                 cols = [d.name for d in cur.description]
                 for r in cur.fetchall():
-                    row = _row_json(dict(zip(cols, r)))
+                    row = _row_json(dict(zip(cols, r, strict=False)))
                     before_rows[row["code"]] = row
         codes = {c for p in plans for pair in p.code_map for c in pair if c} | {
             code for p in plans for code, _, _ in p.dict_update
@@ -860,7 +867,8 @@ def apply_change(prov, change: Change, cities: dict | None = None, check: bool =
             counts, modes = execute_plan(conn, change, plans)
             conn.execute("DELETE FROM popdb.region_change_log WHERE change_id = %s", (change.change_id,))
             conn.execute(
-                "INSERT INTO popdb.region_change_log (change_id, spec, spec_sha, plan, undo_modes, counts, status) "
+                "INSERT INTO popdb.region_change_log "
+                "(change_id, spec, spec_sha, plan, undo_modes, counts, status) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 'applied')",
                 (
                     change.change_id,
@@ -944,7 +952,7 @@ def _undo(conn, cid: str) -> dict:
     order = fk_order(conn, list(tables))
     rcols = table_columns(conn, "region")
     counts: dict[str, int] = {}
-    for plan, mode in reversed(list(zip(plans, modes))):
+    for plan, mode in reversed(list(zip(plans, modes, strict=False))):
         # dictionary rows removed by the step come back (parents first)
         conn.execute(
             f"INSERT INTO popdb.region ({', '.join(qi(c) for c in rcols)}) "
@@ -995,7 +1003,8 @@ def _undo(conn, cid: str) -> dict:
     for t in ("region_change_undo", "region_change_archive", "region_code_map"):
         conn.execute(f"DELETE FROM popdb.{t} WHERE change_id = %s", (cid,))
     conn.execute(
-        "UPDATE popdb.region_change_log SET status = 'rolled_back', rolled_back_at = now() WHERE change_id = %s",
+        "UPDATE popdb.region_change_log SET status = 'rolled_back', rolled_back_at = now() "
+        "WHERE change_id = %s",
         (cid,),
     )
     return counts
@@ -1010,7 +1019,8 @@ def table_checksum(conn, table: str) -> tuple[int, str]:
     pk = primary_key(conn, table) or table_columns(conn, table)
     order = ", ".join(qi(c) for c in pk)
     return conn.execute(
-        f"SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY {order})), '') FROM {qt(table)} t"
+        f"SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY {order})), '') "
+        f"FROM {qt(table)} t"
     ).fetchone()
 
 
