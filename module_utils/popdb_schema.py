@@ -372,3 +372,78 @@ def current_version(conn) -> int:
         "ELSE (SELECT coalesce(max(version), 0) FROM popdb.schema_version) END"
     ).fetchone()
     return int(row[0])
+
+
+# --- Region-change engine (issue #8, module_utils/popdb_region*.py): versions >= 100 ---------
+_REGION_CHANGE = r"""
+CREATE TABLE popdb.region_change_log (
+    change_id      text PRIMARY KEY,
+    seq            bigint GENERATED ALWAYS AS IDENTITY,
+    spec           jsonb NOT NULL,
+    spec_sha       text NOT NULL,
+    plan           jsonb NOT NULL,
+    undo_modes     jsonb NOT NULL,
+    counts         jsonb NOT NULL,
+    status         text NOT NULL CHECK (status IN ('applied', 'rolled_back')),
+    applied_at     timestamptz NOT NULL DEFAULT now(),
+    rolled_back_at timestamptz
+);
+CREATE TABLE popdb.region_change_undo (
+    change_id text NOT NULL,
+    step      int NOT NULL,
+    tbl       text NOT NULL,
+    pk        jsonb NOT NULL,
+    old       jsonb NOT NULL
+);
+CREATE INDEX region_change_undo_idx ON popdb.region_change_undo (change_id, step, tbl);
+CREATE TABLE popdb.region_change_archive (
+    change_id   text NOT NULL,
+    step        int NOT NULL,
+    tbl         text NOT NULL,
+    pk          jsonb NOT NULL,
+    row         jsonb NOT NULL,
+    archived_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX region_change_archive_idx ON popdb.region_change_archive (change_id, step, tbl);
+CREATE TABLE popdb.region_code_map (
+    change_id      text NOT NULL,
+    step           int NOT NULL,
+    old_code       char(12),
+    new_code       char(12),
+    effective_date date NOT NULL
+);
+CREATE INDEX region_code_map_old_idx ON popdb.region_code_map (old_code);
+"""
+
+_REGION_MAPPING_INIT = r"""
+CREATE TABLE popdb.national_division (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    import_id   text NOT NULL,
+    code        char(12) NOT NULL,
+    name        text NOT NULL,
+    level       smallint NOT NULL,
+    parent_code char(12),
+    status      text NOT NULL,
+    valid_from  text,
+    valid_to    text,
+    successors  text[] NOT NULL DEFAULT '{}'
+);
+CREATE INDEX national_division_code_idx ON popdb.national_division (import_id, code);
+CREATE TABLE popdb.region_mapping_decision (
+    provincial_code char(12) PRIMARY KEY,
+    national_code   char(12),
+    decided_by      text NOT NULL,
+    decided_at      timestamptz NOT NULL DEFAULT now(),
+    note            text
+);
+CREATE TABLE popdb.region_mapping_run (
+    version text PRIMARY KEY,
+    run_at  timestamptz NOT NULL DEFAULT now(),
+    stats   jsonb NOT NULL
+);
+"""
+
+MIGRATIONS += [
+    (100, "region changes: applied-change log, undo, archive, old-to-new code map", _REGION_CHANGE),
+    (101, "region mapping init: national list, manual decisions, runs", {"province": _REGION_MAPPING_INIT}),
+]
