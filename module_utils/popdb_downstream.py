@@ -33,7 +33,8 @@ class DownstreamError(Exception):
 def dataset(conn) -> list[list]:
     cur = conn.execute(
         "SELECT r.code, r.name, r.level, r.parent_code, "
-        "(SELECT min(m.national_code) FROM popdb.region_mapping m WHERE m.provincial_code = r.code) "
+        "(SELECT min(m.national_code) FROM popdb.region_mapping m "
+        "WHERE m.provincial_code = r.code AND m.version = 'current') "
         "FROM popdb.region r ORDER BY r.code"
     )
     return [[c, n, int(lv), p, nc] for c, n, lv, p, nc in cur.fetchall()]

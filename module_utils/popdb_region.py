@@ -54,8 +54,9 @@ OWN_TABLES = {
     "region_change_archive",
     "region_code_map",
     "region_mapping",
-    "region_mapping_backup",
+    "region_mapping_version",
     "region_mapping_decision",
+    "region_mapping_run",
     "national_division",
 }
 LOCK_KEY = 8_420_000_008  # pg_advisory_xact_lock key serializing region changes per database
@@ -96,6 +97,11 @@ def code_level(code: str) -> int:
 
 def prefix(code: str, level: int) -> str:
     return code[: PLEN[level]]
+
+
+def cprefix(code: str) -> str:
+    """Prefix that the code's own digits identify (429004 → 6 digits even when filed as level 2)."""
+    return code[: PLEN[code_level(code)]]
 
 
 def prefix_range(p: str) -> tuple[str, str]:
@@ -424,7 +430,7 @@ def _plan_add(tree: Tree, s: dict, plan: StepPlan, eff: str, where: str) -> None
             raise RegionChangeError(f"{where}: parent: no existing parent division for {code}")
     _need(tree, parent, where, "parent")
     plevel = tree.level(parent)
-    if plevel >= level or not code.startswith(prefix(parent, plevel)):
+    if plevel >= level or not code.startswith(cprefix(parent)):
         raise RegionChangeError(
             f"{where}: code {code} (level {level}) cannot sit under {parent} (level {plevel})"
         )
@@ -469,7 +475,10 @@ def _move(
     sub = tree.subtree(root)
     if new_parent in sub:
         raise RegionChangeError(f"{where}: new_parent {new_parent} lies inside the subtree of {root}: cycle")
-    pp = prefix(new_parent, plevel)
+    pp = cprefix(new_parent)
+    rlen = PLEN[code_level(root)]
+    if len(pp) >= rlen:
+        raise RegionChangeError(f"{where}: cannot derive a code for {root} under {new_parent}: give new_code")
     taken: set[str] = set()
     newcode: dict[str, str] = {}
     if onto:
@@ -477,32 +486,29 @@ def _move(
     elif new_root:
         if tree.has(new_root):
             raise RegionChangeError(f"{where}: new_code {new_root} already exists")
-        if not new_root.startswith(pp) or code_level(new_root) != level:
+        if not new_root.startswith(pp) or code_level(new_root) != code_level(root):
             raise RegionChangeError(
-                f"{where}: new_code {new_root} is not a level-{level} code under {new_parent}"
+                f"{where}: new_code {new_root} is not a code like {root} under {new_parent}"
             )
         newcode[root] = new_root
     else:
-        wanted = (pp + root[len(pp) : PLEN[level]]).ljust(12, "0")
-        newcode[root] = _free_code(tree, pp, level, wanted, taken)
+        wanted = (pp + root[len(pp) : rlen]).ljust(12, "0")
+        newcode[root] = _free_code(tree, pp, code_level(root), wanted, taken)
     taken.add(newcode[root])
     old_rows = {c: tree.rows[c] for c in sub}
     for c in sub[1:]:
         par = old_rows[c]["parent_code"]
-        lv = tree.level(c)
-        ppar = prefix(newcode[par], tree.level(par))
-        wanted = (ppar + c[len(ppar) : PLEN[lv]]).ljust(12, "0")
-        newcode[c] = _free_code(tree, ppar, lv, wanted, taken)
+        ppar = cprefix(newcode[par])
+        wanted = (ppar + c[len(cprefix(par)) : PLEN[code_level(c)]]).ljust(12, "0")
+        newcode[c] = _free_code(tree, ppar, code_level(c), wanted, taken)
         taken.add(newcode[c])
     # Reference rewrite rules: the root, plus every descendant whose code is not the natural one.
-    plan.rules.append([prefix(root, level), prefix(newcode[root], level), False])
+    plan.rules.append([cprefix(root), cprefix(newcode[root]), False])
     for c in sub[1:]:
         par = old_rows[c]["parent_code"]
-        lv = tree.level(c)
-        pl = PLEN[tree.level(par)]
-        natural = (prefix(newcode[par], tree.level(par)) + c[pl:]).ljust(12, "0")
+        natural = (cprefix(newcode[par]) + c[len(cprefix(par)) :]).ljust(12, "0")
         if newcode[c] != natural:
-            plan.rules.append([prefix(c, lv), prefix(newcode[c], lv), False])
+            plan.rules.append([cprefix(c), cprefix(newcode[c]), False])
     for c in reversed(sub):
         tree.remove(c)
         plan.dict_delete.append(c)
@@ -583,7 +589,6 @@ def _plan_delete(tree: Tree, s: dict, plan: StepPlan, eff: str, where: str) -> N
     code = s["code"]
     _need(tree, code, where, "code")
     sub = tree.subtree(code)
-    level = tree.level(code)
     if "target" not in s and not s.get("purge"):
         raise RegionChangeError(
             f"{where}: delete of {code} needs a target for the persons registered under it "
@@ -593,10 +598,10 @@ def _plan_delete(tree: Tree, s: dict, plan: StepPlan, eff: str, where: str) -> N
         _need(tree, s["target"], where, "target")
         if s["target"] in sub:
             raise RegionChangeError(f"{where}: target {s['target']} lies inside the deleted division {code}")
-        plan.rules.append([prefix(code, level), s["target"], True])
+        plan.rules.append([cprefix(code), s["target"], True])
         plan.code_map.extend([c, s["target"]] for c in sub)
     else:
-        plan.purge.append(prefix(code, level))
+        plan.purge.append(cprefix(code))
         plan.code_map.extend([c, None] for c in sub)
     for c in reversed(sub):
         tree.remove(c)
@@ -657,6 +662,12 @@ def _invertible(conn, tables: dict[str, list[str]], rules: list[list]) -> bool:
         if any(t.startswith(o) or o.startswith(t) for o in olds):
             return False
     for table, cols in tables.items():
+        # row triggers (city databases: updated_at, change capture) touch more than the codes
+        if conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal)",
+            (qt(table),),
+        ).fetchone()[0]:
+            return False
         if conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {qt(table)} WHERE {_where(cols, targets)})"
         ).fetchone()[0]:
@@ -678,6 +689,7 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
     rcols = table_columns(conn, "region")
     order = fk_order(conn, list(tables))
     pks = {t: primary_key(conn, t) for t in tables}
+    tcols = {t: table_columns(conn, t) for t in tables}
     counts: dict[str, int] = {}
     modes = []
 
@@ -719,7 +731,8 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
                 where = _where(cols, prefixes)
                 if mode == "rows":
                     pkj = ", ".join(f"'{k}', {qi(k)}" for k in pks[table])
-                    oldj = ", ".join(f"'{c}', {qi(c)}" for c in cols)
+                    keep = cols + (["updated_at"] if "updated_at" in tcols[table] else [])
+                    oldj = ", ".join(f"'{c}', {qi(c)}" for c in keep)
                     conn.execute(
                         f"INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) "
                         f"SELECT %s, %s, %s, jsonb_build_object({pkj}), jsonb_build_object({oldj}) "
@@ -987,7 +1000,8 @@ def _undo(conn, cid: str) -> dict:
         elif mode == "rows":
             for table, cols in tables.items():
                 pk = primary_key(conn, table)
-                sets = ", ".join(f"{qi(c)} = o.{qi(c)}" for c in cols)
+                keep = cols + (["updated_at"] if "updated_at" in table_columns(conn, table) else [])
+                sets = ", ".join(f"{qi(c)} = o.{qi(c)}" for c in keep)
                 join = " AND ".join(f"t.{qi(k)} = k.{qi(k)}" for k in pk)
                 n = conn.execute(
                     f"UPDATE {qt(table)} t SET {sets} FROM popdb.region_change_undo u, "

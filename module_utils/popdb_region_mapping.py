@@ -4,7 +4,8 @@ Five steps, one transaction:
 
 1. import the national division list (CSV as published; the column names are configurable);
 2. import the provincial dictionary (``popdb.region`` by default, or a CSV code,name,level,parent_code);
-3. back up the current ``popdb.region_mapping`` as a dated version (``region_mapping_backup``);
+3. back up the current mapping (``popdb.region_mapping`` rows of version ``current``) as a dated
+   version ``backup-<version>`` (rows of the same table + ``region_mapping_version``);
 4. compute the new mapping for every provincial division of county level and above:
    manual decision (never overwritten) → exact code match (in use) → same name under the same
    (mapped) parent → successor chain of the national change records (``新代码``) to one code in use;
@@ -34,6 +35,7 @@ DEFAULT_COLUMNS = {
 }
 DEFAULT_LEVELS = {"省级": 1, "地级": 2, "县级": 3, "1": 1, "2": 2, "3": 3}
 IN_USE = ("在用",)
+CURRENT = "current"  # version label of the mapping in force
 XLSX_HEADERS = [
     "侧别",
     "代码",
@@ -316,17 +318,6 @@ def import_decisions(conn, xlsx_path: str, decided_by: str) -> dict:
     return {"added": added, "unchanged": kept, "conflicts": conflicts, "rejected": bad}
 
 
-def _mapping_columns(conn) -> list[str]:
-    return [
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'popdb.region_mapping'::regclass "
-            "AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum"
-        ).fetchall()
-    ]
-
-
 def run_init(
     conn,
     csv_path: str,
@@ -391,24 +382,33 @@ def run_init(
         # 2. provincial dictionary
         provincial = read_provincial(conn, provincial_csv)
         res["steps"]["provincial"] = {"rows": len(provincial)}
-        # 3. backup of the current mapping
-        cols = _mapping_columns(conn)
-        exists = conn.execute(
-            "SELECT count(*) FROM popdb.region_mapping_backup WHERE backup_version = %s", (version,)
+        # 3. backup of the current mapping as a dated version (rows of region_mapping, version label)
+        label = f"backup-{version}"
+        # once per version: a re-run of the same initialization keeps the first backup
+        exists = (
+            conn.execute(
+                "SELECT count(*) FROM popdb.region_mapping_version WHERE version = %s", (label,)
+            ).fetchone()[0]
+            or conn.execute(
+                "SELECT count(*) FROM popdb.region_mapping_run WHERE version = %s", (version,)
+            ).fetchone()[0]
+        )
+        current = conn.execute(
+            f"SELECT count(*) FROM popdb.region_mapping WHERE version = '{CURRENT}'"
         ).fetchone()[0]
-        current = conn.execute("SELECT count(*) FROM popdb.region_mapping").fetchone()[0]
         if not exists and current:
             conn.execute(
-                "INSERT INTO popdb.region_mapping_backup (backup_version, row) "
-                "SELECT %s, to_jsonb(m) FROM popdb.region_mapping m",
-                (version,),
+                "INSERT INTO popdb.region_mapping_version (version, note) VALUES (%s, %s)",
+                (label, f"mapping before initialization {version}"),
+            )
+            conn.execute(
+                "INSERT INTO popdb.region_mapping (provincial_code, national_code, method, version, note) "
+                f"SELECT provincial_code, national_code, method, %s, note FROM popdb.region_mapping "
+                f"WHERE version = '{CURRENT}'",
+                (label,),
             )
             res["changed"] = True
-        res["steps"]["backup"] = {
-            "version": version,
-            "rows": current if not exists else exists,
-            "created": bool(not exists and current),
-        }
+        res["steps"]["backup"] = {"version": label, "rows": current, "created": bool(not exists and current)}
         # 4. compute
         if decisions_xlsx:
             res["steps"]["decisions"] = import_decisions(conn, decisions_xlsx, decided_by)
@@ -422,27 +422,20 @@ def run_init(
         have = {
             (r[0], r[1], r[2])
             for r in conn.execute(
-                "SELECT provincial_code, national_code, method FROM popdb.region_mapping"
+                "SELECT provincial_code, national_code, method FROM popdb.region_mapping WHERE version = %s",
+                (CURRENT,),
             ).fetchall()
         }
         want = {(m["provincial_code"], m["national_code"], m["method"]) for m in mapping}
         if have != want:
-            conn.execute("DELETE FROM popdb.region_mapping")
-            extra = "version" in cols
+            conn.execute("DELETE FROM popdb.region_mapping WHERE version = %s", (CURRENT,))
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO popdb.region_mapping (provincial_code, national_code, method"
-                    + (", version" if extra else "")
-                    + ") VALUES (%s, %s, %s"
-                    + (", %s" if extra else "")
-                    + ")",
+                    "INSERT INTO popdb.region_mapping "
+                    "(provincial_code, national_code, method, version, note) "
+                    "VALUES (%s, %s, %s, %s, %s)",
                     [
-                        (
-                            m["provincial_code"],
-                            m["national_code"],
-                            m["method"],
-                            *((version,) if extra else ()),
-                        )
+                        (m["provincial_code"], m["national_code"], m["method"], CURRENT, f"init {version}")
                         for m in mapping
                     ],
                 )
