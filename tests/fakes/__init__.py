@@ -1,0 +1,1 @@
+"""Project-owned fakes used by tests and benchmarks (never imported at runtime)."""
