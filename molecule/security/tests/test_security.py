@@ -1,0 +1,229 @@
+"""Security scenario: real PAM, real sshd, real nftables seen from the controller, real ClamAV."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+LAB_ID = os.environ.get("POPDB_LAB_ID", "0")
+LAB_DIR = os.path.join(ROOT, ".cache", "lab", LAB_ID)
+EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+STRONG = "Str0ng-Verify!Pw9"
+
+testinfra_hosts = ["ansible://all"]
+
+
+def _inventory_hosts() -> dict:
+    import yaml
+
+    with open(os.path.join(LAB_DIR, "inventory.yml"), encoding="utf-8") as fh:
+        inv = yaml.safe_load(fh)
+    found = {}
+
+    def walk(group):
+        for name, hv in (group.get("hosts") or {}).items():
+            found[name] = (hv or {}).get("ansible_host", name)
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk(inv.get("all", inv))
+    return found
+
+
+def _pam(host, user: str, action: str, answers: list[str]):
+    feed = "\\n".join(answers) + "\\n"
+    return host.run(f"printf '{feed}' | pamtester popdb-test {user} {action}")
+
+
+@pytest.fixture
+def db(host):
+    if host.backend.get_hostname() != "prov-db01":
+        pytest.skip("PAM tests run on prov-db01")
+    return host
+
+
+def test_weak_password_rejected_strong_accepted(db):
+    weak = _pam(db, "pwtest", "chauthtok", ["abc123"] * 6)
+    assert weak.rc != 0, weak.stdout + weak.stderr
+    short = _pam(db, "pwtest", "chauthtok", ["Ab1!short"] * 6)
+    assert short.rc != 0
+    strong = _pam(db, "pwtest", "chauthtok", [STRONG, STRONG])
+    assert strong.rc == 0, strong.stdout + strong.stderr
+    assert _pam(db, "pwtest", "authenticate", [STRONG]).rc == 0
+    # pam_pwhistory: the password just set cannot be set again.
+    again = _pam(db, "pwtest", "chauthtok", [STRONG] * 6)
+    assert again.rc != 0
+
+
+def test_faillock_locks_after_deny_failures(db):
+    db.run("faillock --user locktest --reset")
+    assert _pam(db, "locktest", "authenticate", ["Prep-Initial-9x!Q"]).rc == 0
+    for _ in range(5):
+        assert _pam(db, "locktest", "authenticate", ["wrong-password"]).rc != 0
+    locked = _pam(db, "locktest", "authenticate", ["Prep-Initial-9x!Q"])
+    assert locked.rc != 0, "the correct password must be refused while the account is locked"
+    assert db.run("faillock --user locktest").stdout.count("V") >= 5
+    db.run("faillock --user locktest --reset")
+    assert _pam(db, "locktest", "authenticate", ["Prep-Initial-9x!Q"]).rc == 0
+
+
+def test_password_aging_on_existing_human_accounts(db):
+    out = db.run("chage -l pwtest").stdout
+    assert "Maximum number of days between password change\t\t: 90" in out
+    assert "Minimum number of days between password change\t\t: 1" in out
+    assert "PASS_MAX_DAYS\t90" in db.file("/etc/login.defs").content_string
+
+
+def test_sshd_effective_settings(host):
+    cfg = {}
+    for line in host.check_output("sshd -T -C user=root,host=x,addr=127.0.0.1").splitlines():
+        k, _, v = line.partition(" ")
+        cfg[k] = v
+    assert cfg["passwordauthentication"] == "no"
+    assert cfg["kbdinteractiveauthentication"] == "no"
+    assert cfg["permitrootlogin"] == "without-password"
+    assert cfg["maxauthtries"] == "3"
+    assert cfg["clientaliveinterval"] == "300"
+    assert cfg["clientalivecountmax"] == "1"
+    assert "root" in cfg["allowgroups"].split()
+    assert set(cfg["ciphers"].split(",")) <= {
+        "chacha20-poly1305@openssh.com",
+        "aes256-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-ctr",
+    }
+    assert not any(m in cfg["macs"] for m in ("hmac-sha1", "md5", "umac-64"))
+    assert "diffie-hellman-group1-sha1" not in cfg["kexalgorithms"]
+    # The foreign drop-in was moved out and cannot override the hardening.
+    assert not host.file("/etc/ssh/sshd_config.d/zz-foreign.conf").exists
+    assert host.file("/etc/ssh/sshd_config.d.disabled-by-popdb/zz-foreign.conf").exists
+    if host.backend.get_hostname() == "prov-db01":
+        assert "postgres" in cfg["allowgroups"].split()
+
+
+def _ssh(addr: str, *opts: str) -> subprocess.CompletedProcess:
+    cmd = [
+        "ssh",
+        "-F",
+        os.path.join(LAB_DIR, "ssh_config"),
+        "-o",
+        "ControlPath=none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        *opts,
+        f"root@{addr}",
+        "true",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_key_login_works_and_password_login_is_refused():
+    for name, addr in _inventory_hosts().items():
+        ok = _ssh(addr)
+        assert ok.returncode == 0, f"{name}: key login failed: {ok.stderr}"
+        pw = _ssh(
+            addr,
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        )
+        assert pw.returncode != 0
+        assert "Permission denied (publickey)" in pw.stderr, f"{name}: {pw.stderr}"
+
+
+def _nmap_open(addr: str, ports: str) -> set[int]:
+    out = subprocess.run(
+        ["nmap", "-Pn", "-sT", "-n", "-T4", "--max-retries", "1", "-p", ports, "-oG", "-", addr],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    opened = set()
+    for line in out.splitlines():
+        if "Ports:" in line:
+            for entry in line.split("Ports:", 1)[1].split(","):
+                fields = entry.strip().split("/")
+                if len(fields) > 1 and fields[1] == "open":
+                    opened.add(int(fields[0]))
+    return opened
+
+
+def test_nmap_from_controller_sees_only_allowed_ports():
+    hosts = _inventory_hosts()
+    for name, addr in hosts.items():
+        opened = _nmap_open(addr, "1-1024,3142,5432,8000-8100,9000-9100")
+        assert opened == {22}, f"{name} ({addr}): open ports {sorted(opened)}, expected only 22"
+
+
+def test_allow_list_lets_clients_through(host):
+    """web01 may reach prov-db01:5432 (refused: allowed by the firewall, nothing listening)."""
+    if host.backend.get_hostname() != "web01":
+        pytest.skip("client side runs on web01")
+    target = _inventory_hosts()["prov-db01"]
+    probe = (
+        "import socket,sys\ns=socket.socket();s.settimeout(5)\n"
+        f"try:\n s.connect(('{target}',5432));print('open')\n"
+        "except ConnectionRefusedError: print('refused')\nexcept OSError as e: print('dropped',e)\n"
+    )
+    assert host.check_output(f'python3 -c "{probe}"') == "refused"
+
+
+def test_stray_listener_reported_and_closed(host):
+    if host.backend.get_hostname() != "web01":
+        pytest.skip("stray listeners run on web01")
+    stray = host.service("popdb-stray")
+    assert not stray.is_running
+    assert host.run("systemctl is-enabled popdb-stray.service").stdout.strip() == "masked"
+    assert not host.socket("tcp://0.0.0.0:8099").is_listening
+    assert "popdb-stray.service" in host.file("/var/log/popdb/firewall-disabled.log").content_string
+    # Not in the disable list: keeps listening, is reported, and the firewall drops it.
+    assert host.socket("tcp://0.0.0.0:8098").is_listening
+    with open(os.path.join(ROOT, "out", "firewall", "web01.json"), encoding="utf-8") as fh:
+        report = json.load(fh)
+    assert [s["port"] for s in report["监听但未放行端口"]] == [8098]
+    assert report["监听但未放行端口"][0]["unit"] == "popdb-stray-keep.service"
+
+
+def test_clamav_detects_eicar(host):
+    host.run("install -d /tmp/avtest && rm -f /tmp/avtest/*")
+    host.run(f"printf '%s' '{EICAR}' > /tmp/avtest/eicar.txt && echo clean > /tmp/avtest/clean.txt")
+    res = host.run("clamscan -r --no-summary /tmp/avtest")
+    assert res.rc == 1, res.stdout + res.stderr
+    assert "/tmp/avtest/eicar.txt: Eicar-Test-Signature-popdb" in res.stdout
+    assert "clean.txt" not in res.stdout
+    assert host.service("clamav-freshclam").is_enabled is False
+
+
+def test_special_period_full_scan_report(host):
+    if host.backend.get_hostname() != "web01":
+        pytest.skip("special period is on for web01 only")
+    assert host.service("popdb-clamscan-full.timer").is_enabled
+    with open(os.path.join(ROOT, "out", "antivirus", "web01.json"), encoding="utf-8") as fh:
+        report = json.load(fh)
+    assert report["感染文件数"] == 1
+    assert report["发现"][0]["文件"] == "/srv/incoming/eicar.com"
+
+
+def test_security_updates_security_origin_only_no_reboot(host):
+    dump = host.check_output("apt-config dump Unattended-Upgrade")
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in dump
+    origins = [
+        line for line in dump.splitlines() if line.startswith("Unattended-Upgrade::Origins-Pattern:: ")
+    ]
+    assert origins and all("Debian-Security" in o for o in origins), origins
+
+
+def test_firewall_table_default_drop(host):
+    rules = host.check_output("nft list chain inet popdb_filter input")
+    assert "policy drop" in rules
+    assert 'log prefix "popdb-fw-drop: "' in rules and "limit rate" in rules
