@@ -44,7 +44,15 @@ def test_netmiko_session_config_save_and_reject(dialect, enter, line, saved_cmd)
         c = ConnectHandler(
             device_type=dialect, host="127.0.0.1", port=dev.port, username="admin", password="admin"
         )
-        out = c.send_config_set([line, "description hello", "bogus command"], cmd_verify=True)
+        prompt = r"\(config\)#" if dialect == "cisco_ios" else r"\]"
+        c.send_command(enter, expect_string=prompt)  # netmiko's config_mode() waits 2 s twice on VRP
+        out = c.send_config_set(
+            [line, "description hello", "bogus command"],
+            cmd_verify=True,
+            enter_config_mode=False,
+            exit_config_mode=False,
+        )
+        c.send_command("end" if dialect == "cisco_ios" else "return", expect_string=r"[>#]")
         assert "Unrecognized" in out or "Invalid input" in out
         assert dev.block(line)[1] == ["description hello"]
         assert dev.saved == [] and dev.saves == 0
