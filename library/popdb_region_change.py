@@ -36,7 +36,7 @@ options:
     description: libpq connection string of the city database holding the division.
     type: str
   city_code:
-    description: 6-digit code of the city whose database is O(city_dsn) (default: derived from the change).
+    description: 6-digit code of the city whose database is O(city_dsn) (default derived from the change).
     type: str
   city_dsns:
     description: >-
@@ -140,7 +140,8 @@ def main():
         if p["city_dsn"]:
             code = p["city_code"]
             if not code and change:
-                code = next((s.get("code") or s.get("codes", [""])[0] for s in change.steps), "")[:4] + "00"
+                first = next((s.get("code") or s.get("codes", [""])[0] for s in change.steps), "")
+                code = first[:6] if first[2:4] == "90" else first[:4] + "00"
             if not code:
                 module.fail_json(msg="city_dsn needs city_code when no change file is given")
             city_dsns[str(code)[:6]] = p["city_dsn"]

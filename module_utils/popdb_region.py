@@ -703,12 +703,19 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
             keep = {k: v for k, v in row.items() if k in rcols}
             names = ", ".join(qi(k) for k in keep)
             marks = ", ".join(["%s"] * len(keep))
-            conn.execute(
+            # a city database holds its own part of the dictionary: a row goes in where its parent is
+            parent = row.get("parent_code")
+            if (
+                parent
+                and not conn.execute(f"SELECT 1 FROM {qt('region')} WHERE code = %s", (parent,)).fetchone()
+            ):
+                continue
+            n = conn.execute(
                 f"INSERT INTO {qt('region')} ({names}) VALUES ({marks}) ON CONFLICT (code) DO NOTHING",
                 list(keep.values()),
-            )
-        if plan.dict_insert:
-            bump({"region.inserted": len(plan.dict_insert)})
+            ).rowcount
+            if n:
+                bump({"region.inserted": n})
         for code, new, old in plan.dict_update:
             conn.execute(
                 "INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) "
@@ -863,8 +870,10 @@ def apply_change(prov, change: Change, cities: dict | None = None, check: bool =
         codes = {c for p in plans for pair in p.code_map for c in pair if c} | {
             code for p in plans for code, _, _ in p.dict_update
         }
-        wanted = {city_of(c, list(cities)) for c in codes} - {None}
-        for cc in sorted(wanted):
+        # every configured city: the one holding the division, and the others whose rows may
+        # reference it (hukou, floating location, birth place); the holder goes first
+        holders = {city_of(c, list(cities)) for c in codes} - {None}
+        for cc in sorted(cities, key=lambda c: (c not in holders, c)):
             conns[f"city {cc}"] = cities[cc]
         result["diff"] = dictionary_diff(plans, before_rows)
         result["code_map"] = [pair for p in plans for pair in p.code_map]
@@ -893,6 +902,7 @@ def apply_change(prov, change: Change, cities: dict | None = None, check: bool =
                 ),
             )
             result["counts"][label] = counts
+            result.setdefault("undo_modes", {})[label] = modes
             result["databases"].append(label)
             result["changed"] = True
     except BaseException:

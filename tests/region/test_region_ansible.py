@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from ansible.module_utils import popdb_region as R
-from conftest import FIXTURES, change, references, subtree_count
+from regionlib import FIXTURES, change, references, subtree_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

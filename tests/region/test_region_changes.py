@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from ansible.module_utils import popdb_region as R
-from conftest import change, make_city_db, person_total, references, subtree_count
+from regionlib import change, make_city_db, person_total, references, subtree_count
 
 
 def own_rows(conn) -> dict[str, int]:
@@ -227,12 +227,18 @@ def test_rollback_refuses_out_of_order(prov):
 
 def test_province_and_city_stay_consistent(pg_server, prov_dsn):
     city_dsn = make_city_db(pg_server, "420500")
-    with psycopg.connect(prov_dsn) as prov, psycopg.connect(city_dsn) as city:
-        pbefore, cbefore = R.database_checksum(prov), R.database_checksum(city)
+    other_dsn = make_city_db(pg_server, "420700")  # another city: may hold references, not the division
+    with (
+        psycopg.connect(prov_dsn) as prov,
+        psycopg.connect(city_dsn) as city,
+        psycopg.connect(other_dsn) as other,
+    ):
+        pbefore, cbefore, obefore = (R.database_checksum(c) for c in (prov, city, other))
         county = counties(prov, "420500")[0]
         n_city = subtree_count(city, county)
-        assert n_city > 0
+        assert n_city > 0 and n_city == subtree_count(prov, county)
         ch = change(type="rename", code=county, new_code=county[:4] + "97", name="新市")
+        cities = {"420500": city, "420700": other}
         # a city that cannot take the change: the province is not written either
         city.execute(
             "INSERT INTO popdb.region_change_log (change_id, spec, spec_sha, plan, undo_modes, counts, "
@@ -240,20 +246,28 @@ def test_province_and_city_stay_consistent(pg_server, prov_dsn):
         )
         city.commit()
         with pytest.raises(R.RegionChangeError, match="city 420500"):
-            R.apply_change(prov, ch, {"420500": city})
-        assert R.database_checksum(prov) == pbefore
+            R.apply_change(prov, ch, cities)
+        assert R.database_checksum(prov) == pbefore and R.database_checksum(other) == obefore
         city.execute("DELETE FROM popdb.region_change_log")
         city.commit()
-        # province committed alone (as after a crash between the two commits) ...
+        # province committed alone (as after a crash between the commits) ...
         R.apply_change(prov, ch)
-        # ... the same change again brings the city level and leaves the province alone
-        res = R.apply_change(prov, ch, {"420500": city})
-        assert res["databases"] == ["city 420500"]
+        captured = "SELECT count(*) FROM popdb.change_log WHERE tbl = 'person'"
+        cl0 = city.execute(captured).fetchone()[0]
+        # ... the same change again brings the cities level and leaves the province alone
+        res = R.apply_change(prov, ch, cities)
+        assert res["databases"] == ["city 420500", "city 420700"]
         new = county[:4] + "97000000"
-        for conn in (prov, city):
+        for conn in (prov, city, other):
             assert references(conn, county) == {}
         assert subtree_count(city, new) == n_city
-        assert R.apply_change(prov, ch, {"420500": city})["changed"] is False
-        res = R.rollback_change(prov, "T-1", {"420500": city})
-        assert res["databases"] == ["province", "city 420500"]
-        assert R.database_checksum(prov) == pbefore and R.database_checksum(city) == cbefore
+        # the dictionary follows where it belongs: the holder has the new rows, the other city not
+        q = "SELECT count(*) FROM popdb.region WHERE code = %s"
+        assert [c.execute(q, (new,)).fetchone()[0] for c in (prov, city, other)] == [1, 1, 0]
+        # city rows changed by the cascade went through the city's change capture (nightly merge)
+        moved = res["counts"]["city 420500"]["person.*rows"]
+        assert moved >= n_city and city.execute(captured).fetchone()[0] - cl0 == moved
+        assert R.apply_change(prov, ch, cities)["changed"] is False
+        res = R.rollback_change(prov, "T-1", cities)
+        assert res["databases"] == ["province", "city 420500", "city 420700"]
+        assert [R.database_checksum(c) for c in (prov, city, other)] == [pbefore, cbefore, obefore]

@@ -11,7 +11,7 @@ import os
 
 import pytest
 from ansible.module_utils import popdb_region as R
-from conftest import FIXTURES, change, person_total, references, subtree_count
+from regionlib import FIXTURES, change, person_total, references, subtree_count
 
 DATA_TABLES = ("popdb.person", "popdb.household", "popdb.birth_event", "popdb.death_event")
 

@@ -7,8 +7,8 @@ import os
 import pytest
 from ansible.module_utils import popdb_region as R
 from ansible.module_utils import popdb_region_mapping as M
-from conftest import change
 from openpyxl import load_workbook
+from regionlib import change
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NATIONAL = os.path.join(ROOT, "..", "shared", "data", "division-codes-history.csv")

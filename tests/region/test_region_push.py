@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from ansible.module_utils import popdb_downstream as D
 from ansible.module_utils import popdb_region as R
-from conftest import change
+from regionlib import change
 
 
 class Store(BaseHTTPRequestHandler):
