@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import psycopg
 from ansible.module_utils import popdb_region as R
 from regionlib import FIXTURES, change, references, subtree_count
 
@@ -42,7 +43,7 @@ def task_result(proc, name: str) -> dict:
     raise AssertionError(f"task {name} not in output")
 
 
-def test_region_change_playbook_check_apply_rollback(prov, prov_dsn):
+def test_region_change_playbook_check_apply_rollback(pg_server, prov, prov_dsn):
     R.apply_change(
         prov, change(change_id="PRE", type="rename", code="420304", new_code="420321", name="郧县")
     )
@@ -50,7 +51,14 @@ def test_region_change_playbook_check_apply_rollback(prov, prov_dsn):
     n = subtree_count(prov, "420321")
     prov.commit()
     fixture = os.path.join(FIXTURES, "HB-2014-420321-yunyang.yml")
-    args = ("-e", f"change_file={fixture}", "-e", f"popdb_region_province_dsn='{prov_dsn}'")
+    biz = pg_server.create_db(f"biz_ansible_{os.getpid()}")
+    downstreams = [{"name": "业务库", "type": "db", "dsn": biz, "table": "public.region_dict"}]
+    args = (
+        "-e", f"change_file={fixture}",
+        "-e", f"popdb_region_province_dsn='{prov_dsn}'",
+        "-e", json.dumps({"popdb_region_downstreams": downstreams}),
+    )  # fmt: skip
+    pushed = "SELECT name FROM public.region_dict WHERE code = '420304000000'"
 
     proc = playbook(*args, "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -59,11 +67,18 @@ def test_region_change_playbook_check_apply_rollback(prov, prov_dsn):
     assert res["counts"]["province"]["person.residence_region"] == n
     assert "420321000000 郧县" in res["diff"]["before"]
     assert R.database_checksum(prov) == pre  # check mode wrote nothing
+    assert task_result(proc, "Push dictionary and mapping to the business systems")["changed"] is True
+    with psycopg.connect(biz) as c:
+        assert c.execute("SELECT to_regclass('public.region_dict')").fetchone()[0] is None
 
     proc = playbook(*args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert task_result(proc, "Apply or roll back the change")["changed"] is True
     assert references(prov, "420321") == {} and subtree_count(prov, "420304") == n
+    push = task_result(proc, "Push dictionary and mapping to the business systems")
+    assert push["downstreams"][0]["verified"] is True
+    with psycopg.connect(biz) as c:
+        assert c.execute(pushed).fetchone()[0] == "郧阳区"
 
     proc = playbook(*args)
     assert task_result(proc, "Apply or roll back the change")["changed"] is False
@@ -71,3 +86,5 @@ def test_region_change_playbook_check_apply_rollback(prov, prov_dsn):
     proc = playbook(*args, "-e", "rollback=true")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert R.database_checksum(prov) == pre
+    with psycopg.connect(biz) as c:  # the business system follows the rollback too
+        assert c.execute(pushed).fetchone() is None
