@@ -271,3 +271,29 @@ def test_province_and_city_stay_consistent(pg_server, prov_dsn):
         res = R.rollback_change(prov, "T-1", cities)
         assert res["databases"] == ["province", "city 420500", "city 420700"]
         assert [R.database_checksum(c) for c in (prov, city, other)] == [pbefore, cbefore, obefore]
+
+
+def test_sequence_of_changes_rolls_back_to_the_start(prov):
+    """Five changes of every kind stacked, then undone newest first: the exact starting state."""
+    start = R.database_checksum(prov)
+    a, b, c = counties(prov, "421100")[:3]
+    t = townships(prov, b)  # b absorbs c and keeps its own township codes
+    seq = [
+        {"type": "migrate", "code": a, "new_parent": "421200"},
+        {"type": "merge", "codes": [b, c], "into": b},
+        {"type": "delete", "code": t[0], "target": t[1]},
+        {"type": "rename", "code": "421100", "name": "黄州专区"},
+        {
+            "steps": [
+                {"type": "add", "code": "421198", "name": "新区"},
+                {"type": "migrate", "code": t[2][:9], "new_parent": "421198"},
+            ]
+        },
+    ]
+    for i, spec in enumerate(seq):
+        R.apply_change(prov, change(change_id=f"S-{i}", **spec))
+        assert person_total(prov) == start["popdb.person"][0]
+        dictionary_consistent(prov)
+    for i in reversed(range(len(seq))):
+        R.rollback_change(prov, f"S-{i}")
+    assert R.database_checksum(prov) == start
