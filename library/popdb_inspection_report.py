@@ -14,9 +14,13 @@ description:
     so it reports C(changed=false); in check mode it grades but writes nothing.
 options:
   hosts:
-    description: "Mapping host -> {data: popdb_inspect result, groups: [...]}. Missing data = unreachable."
+    description: Mapping host -> popdb_inspect C(inspection) result; null or empty means unreachable.
     type: dict
     required: true
+  groups:
+    description: Mapping host -> list of its groups (shown in the report).
+    type: dict
+    default: {}
   thresholds:
     description: Per metric C({amber, red}); unknown metrics are an error.
     type: dict
@@ -43,6 +47,7 @@ EXAMPLES = r"""
 - name: Consolidated report
   popdb_inspection_report:
     hosts: "{{ inspection_all }}"
+    groups: "{{ inspection_groups }}"
     thresholds: "{{ inspection_thresholds }}"
     out_dir: "{{ playbook_dir }}/../out/inspection"
   delegate_to: localhost
@@ -80,6 +85,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "hosts": {"type": "dict", "required": True},
+            "groups": {"type": "dict", "default": {}},
             "thresholds": {"type": "dict", "default": {}},
             "out_dir": {"type": "path", "required": True},
             "run_id": {"type": "str"},
@@ -90,8 +96,9 @@ def main():
     )
     p = module.params
     try:
+        hosts = {h: {"data": d or None, "groups": p["groups"].get(h, [])} for h, d in p["hosts"].items()}
         res = run_report(
-            p["hosts"],
+            hosts,
             p["thresholds"],
             p["out_dir"],
             run_id=p["run_id"],
