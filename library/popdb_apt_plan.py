@@ -22,6 +22,11 @@ options:
     type: list
     elements: str
     default: []
+  limit_patterns:
+    description: Only packages matching one of these globs are selected (empty list means no limit).
+    type: list
+    elements: str
+    default: []
 author: popdb-ops
 """
 
@@ -49,7 +54,7 @@ names:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.popdb_patching import parse_simulation, select
+from ansible.module_utils.popdb_patching import matches, parse_simulation, select
 
 
 def main():
@@ -57,6 +62,7 @@ def main():
         argument_spec={
             "scope": {"type": "str", "choices": ["security", "full"], "default": "security"},
             "hold_patterns": {"type": "list", "elements": "str", "default": []},
+            "limit_patterns": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -68,6 +74,8 @@ def main():
         module.fail_json(msg=f"apt-get -s dist-upgrade failed (rc={rc}): {err.strip()}")
     available = parse_simulation(out)
     selected = select(available, module.params["scope"], module.params["hold_patterns"])
+    if module.params["limit_patterns"]:
+        selected = [u for u in selected if matches(u["name"], module.params["limit_patterns"])]
     module.exit_json(
         changed=False, available=available, selected=selected, names=[u["name"] for u in selected]
     )
