@@ -99,6 +99,7 @@ OPS = st.lists(
         st.tuples(st.just("delete"), st.sampled_from(CITIES), st.integers(0, 40), st.integers(1, 4)),
         st.tuples(st.just("dup"), st.sampled_from(CITIES), st.integers(0, 40), st.integers(-2, 2)),
         st.tuples(st.just("merge"), st.sampled_from(CITIES), st.just(0), st.just(0)),
+        st.tuples(st.just("killed_merge"), st.sampled_from(CITIES), st.integers(0, 3), st.just(0)),
     ),
     min_size=3,
     max_size=14,
@@ -143,12 +144,35 @@ def run_op(op, dsns, version):
             )
     elif kind == "merge":
         merge_city(PROV[0], dsn, city)
+    elif kind == "killed_merge":  # a merge SIGKILLed inside its province transaction
+        kill_merge_at(PROV[0], dsn, city, KILL_POINTS[n])
+
+
+KILL_POINTS = ["transferred:person", "applied:person", "applied:birth_event", "before_commit:"]
+
+
+def kill_merge_at(prov, dsn, city, stage):
+    import tempfile
+
+    marker = os.path.join(tempfile.mkdtemp(prefix="popdb-kill-"), "reached")
+    proc = _child(prov, dsn, city, stage, marker)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker):
+        assert proc.poll() is None, "merge child exited before reaching the kill point"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    os.unlink(marker)
+    os.rmdir(os.path.dirname(marker))
 
 
 PROV: list[str] = []
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 @given(ops=OPS)
 def test_property_province_equals_union(dbs, ops):
     prov, dsns = dbs
