@@ -20,9 +20,11 @@ dictionary. The plan is computed once on the province database and executed iden
 province and on every city database concerned, each in one transaction; the plan is stored in the
 applied-change log so that a city that missed the commit is brought level by re-running the change.
 
-Undo: before rows change, their previous region values are kept (``region_change_undo``) unless the
-change is a pure re-code into codes nobody referenced before, in which case the inverse prefix rules
-restore them exactly; removed rows (dictionary and purged data) go to ``region_change_archive``.
+Undo: before rows change, their previous region values (and ``updated_at``) are kept in a typed
+table per change, step and table (schema ``popdb_region_undo``, bulk CREATE TABLE AS) unless the
+change is a pure re-code into codes nobody referenced before on a database without row triggers, in
+which case the inverse prefix rules restore them exactly; renames keep the old names in
+``region_change_undo``; removed rows (dictionary and purged data) go to ``region_change_archive``.
 ``rollback_change`` restores exactly the previous state of the data tables and the dictionary.
 """
 
@@ -652,6 +654,15 @@ def _count(conn, table: str, cols: list[str], prefixes: list[str]) -> dict[str, 
     return out
 
 
+UNDO_SCHEMA = "popdb_region_undo"
+
+
+def undo_table(change_id: str, step: int, table: str) -> str:
+    """Typed row-level undo table of one change, step and data table."""
+    tag = hashlib.sha256(change_id.encode()).hexdigest()[:12]
+    return f"{UNDO_SCHEMA}.c{tag}_s{step}_{_split(table)[1]}"
+
+
 def _invertible(conn, tables: dict[str, list[str]], rules: list[list]) -> bool:
     """Pure re-code into ranges nobody referenced before: the inverse rules restore exactly."""
     if not rules or any(whole for _, _, whole in rules):
@@ -737,14 +748,11 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
                 bump(_count(conn, table, cols, prefixes))
                 where = _where(cols, prefixes)
                 if mode == "rows":
-                    pkj = ", ".join(f"'{k}', {qi(k)}" for k in pks[table])
-                    keep = cols + (["updated_at"] if "updated_at" in tcols[table] else [])
-                    oldj = ", ".join(f"'{c}', {qi(c)}" for c in keep)
+                    # previous values of every touched row, typed, in bulk (CREATE TABLE AS)
+                    keep = pks[table] + cols + (["updated_at"] if "updated_at" in tcols[table] else [])
                     conn.execute(
-                        f"INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) "
-                        f"SELECT %s, %s, %s, jsonb_build_object({pkj}), jsonb_build_object({oldj}) "
-                        f"FROM {qt(table)} WHERE {where}",
-                        (cid, plan.index, table),
+                        f"CREATE TABLE {qt(undo_table(cid, plan.index, table))} AS "
+                        f"SELECT {', '.join(qi(c) for c in keep)} FROM {qt(table)} WHERE {where}"
                     )
                 sets = ", ".join(f"{qi(c)} = {_case(c, plan.rules)}" for c in cols)
                 conn.execute(f"UPDATE {qt(table)} SET {sets} WHERE {where}")
@@ -1008,18 +1016,16 @@ def _undo(conn, cid: str) -> dict:
                 n = conn.execute(f"UPDATE {qt(table)} SET {sets} WHERE {_where(cols, prefixes)}").rowcount
                 counts[f"{_split(table)[1]}.*rows"] = counts.get(f"{_split(table)[1]}.*rows", 0) + n
         elif mode == "rows":
-            for table, cols in tables.items():
+            for table in tables:
+                utab = undo_table(cid, plan.index, table)
+                if conn.execute("SELECT to_regclass(%s)", (qt(utab),)).fetchone()[0] is None:
+                    continue
                 pk = primary_key(conn, table)
-                keep = cols + (["updated_at"] if "updated_at" in table_columns(conn, table) else [])
-                sets = ", ".join(f"{qi(c)} = o.{qi(c)}" for c in keep)
-                join = " AND ".join(f"t.{qi(k)} = k.{qi(k)}" for k in pk)
-                n = conn.execute(
-                    f"UPDATE {qt(table)} t SET {sets} FROM popdb.region_change_undo u, "
-                    f"jsonb_populate_record(NULL::{qt(table)}, u.pk) k, "
-                    f"jsonb_populate_record(NULL::{qt(table)}, u.old) o "
-                    f"WHERE u.change_id = %s AND u.step = %s AND u.tbl = %s AND {join}",
-                    (cid, plan.index, table),
-                ).rowcount
+                restore = [c for c in table_columns(conn, utab) if c not in pk]
+                sets = ", ".join(f"{qi(c)} = u.{qi(c)}" for c in restore)
+                join = " AND ".join(f"t.{qi(k)} = u.{qi(k)}" for k in pk)
+                n = conn.execute(f"UPDATE {qt(table)} t SET {sets} FROM {qt(utab)} u WHERE {join}").rowcount
+                conn.execute(f"DROP TABLE {qt(utab)}")
                 counts[f"{_split(table)[1]}.*rows"] = counts.get(f"{_split(table)[1]}.*rows", 0) + n
         # dictionary rows added by the step go (children first)
         for row in reversed(plan.dict_insert):

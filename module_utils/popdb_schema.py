@@ -446,4 +446,6 @@ CREATE TABLE popdb.region_mapping_run (
 MIGRATIONS += [
     (100, "region changes: applied-change log, undo, archive, old-to-new code map", _REGION_CHANGE),
     (101, "region mapping init: national list, manual decisions, runs", {"province": _REGION_MAPPING_INIT}),
+    # row-level undo of a change: one typed table per change, step and table (CREATE TABLE AS)
+    (102, "region changes: schema of the row-level undo tables", "CREATE SCHEMA popdb_region_undo;"),
 ]

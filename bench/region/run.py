@@ -11,6 +11,8 @@ Timed, same machine, same run:
 - engine: popdb_region.apply_change migrating 429021 under 十堰 420300 (code 420321 derived),
           which also rewrites households and birth/death places, the dictionary, the code map,
           counts per column and keeps its undo record, all in one transaction.
+A second scenario merges the county into 天门 429006, which has persons of its own: the undo
+record then keeps every touched row's previous values (the engine's worst case).
 Each is run twice, alternating, with the data restored and VACUUM ANALYZE in between; the best
 of each is compared. Prints the ratio engine / floor. Not part of `make test`.
 
@@ -37,6 +39,7 @@ from ansible.module_utils import popdb_schema  # noqa: E402
 from pgserver import start_server  # noqa: E402
 
 COUNTY = "429021"
+OTHER = "429006"
 DATA = ("person", "household", "birth_event", "death_event")
 
 
@@ -62,9 +65,43 @@ def vacuum(dsn: str) -> None:
         c.execute("CHECKPOINT")
 
 
+def scenario(dsn: str, label: str, spec: dict, old: str, new: str, rows: int, rounds: int):
+    change = R.load_change(
+        {"change_id": "BENCH-1", "directive": "bench", "effective_date": "2026-01-01", **spec}
+    )
+    floors, engines = [], []
+    log(label)
+    for rnd in range(1, rounds + 1):
+        with psycopg.connect(dsn) as c:
+            t = time.perf_counter()
+            n = c.execute(floor_sql(old, new)).rowcount
+            floors.append(time.perf_counter() - t)
+            c.rollback()  # the statement's work is done; undoing it is not part of the floor
+            log(f"round {rnd} floor:  {floors[-1]:.2f} s ({n} rows, one UPDATE)")
+        vacuum(dsn)
+        with psycopg.connect(dsn) as c:
+            t = time.perf_counter()
+            res = R.apply_change(c, change)
+            engines.append(time.perf_counter() - t)
+            counts = res["counts"]["province"]
+            log(
+                f"round {rnd} engine: {engines[-1]:.2f} s (person rows {counts.get('person.*rows')}, "
+                f"households {counts.get('household.*rows')}, births {counts.get('birth_event.*rows')}, "
+                f"deaths {counts.get('death_event.*rows')}, undo mode {res.get('undo_modes')})"
+            )
+            t = time.perf_counter()
+            R.rollback_change(c, "BENCH-1")
+            log(f"round {rnd} rollback (not compared): {time.perf_counter() - t:.2f} s")
+            c.execute("DELETE FROM popdb.region_change_log")
+            c.commit()
+        vacuum(dsn)
+    return label, min(engines), min(floors)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     server = start_server()
     try:
@@ -72,13 +109,18 @@ def main() -> int:
         src = server.create_db("bench_src")
         t = time.perf_counter()
         m = G.generate_city(src, COUNTY, args.persons, seed=1, capture=False)
+        G.generate_city(src, OTHER, max(1000, args.persons // 100), seed=1, capture=False)
         took = time.perf_counter() - t
         log(f"generated {m['persons']} persons, {m['households']} households in {took:.0f} s")
         dsn = server.create_db("bench_prov")
         with psycopg.connect(src) as s, psycopg.connect(dsn) as d:
             popdb_schema.migrate(d, "province")
             G.load_regions(d, list(G.CITIES))
-            d.execute("UPDATE popdb.region SET level = 3 WHERE code = %s", (COUNTY + "000000",))
+            # 神农架林区 and 天门 are county-level units directly under the province (national list: 县级)
+            d.execute(
+                "UPDATE popdb.region SET level = 3 WHERE code IN (%s, %s)",
+                (COUNTY + "000000", OTHER + "000000"),
+            )
             d.commit()
             for t in DATA:
                 cols = ", ".join(R.table_columns(d, f"popdb.{t}"))
@@ -94,48 +136,37 @@ def main() -> int:
             ).fetchone()[0]
         log(f"province loaded: {rows} persons reference {COUNTY}")
         vacuum(dsn)
-        change = R.load_change(
-            {
-                "change_id": "BENCH-1",
-                "directive": "bench",
-                "effective_date": "2026-01-01",
-                "type": "migrate",
-                "code": COUNTY,
-                "new_parent": "420300",
-            }
+        ratios = []
+        migrate = {"type": "migrate", "code": COUNTY, "new_parent": "420300"}
+        ratios.append(
+            scenario(
+                dsn,
+                "migrate 429021 under 420300 (fresh codes: undo by inverse rules)",
+                migrate,
+                COUNTY,
+                "420321",
+                rows,
+                args.rounds,
+            )
         )
-        floors, engines = [], []
-        for rnd in (1, 2):
-            with psycopg.connect(dsn) as c:
-                t = time.perf_counter()
-                n = c.execute(floor_sql(COUNTY, "420321")).rowcount
-                c.commit()
-                floors.append(time.perf_counter() - t)
-                log(f"round {rnd} floor:  {floors[-1]:.2f} s ({n} rows, one UPDATE)")
-                c.execute(floor_sql("420321", COUNTY))  # restore, not timed
-                c.commit()
-            vacuum(dsn)
-            with psycopg.connect(dsn) as c:
-                t = time.perf_counter()
-                res = R.apply_change(c, change)
-                engines.append(time.perf_counter() - t)
-                counts = res["counts"]["province"]
-                log(
-                    f"round {rnd} engine: {engines[-1]:.2f} s (person rows {counts.get('person.*rows')}, "
-                    f"households {counts.get('household.*rows')}, births {counts.get('birth_event.*rows')}, "
-                    f"deaths {counts.get('death_event.*rows')}, undo mode {res.get('undo_modes')})"
-                )
-                t = time.perf_counter()
-                R.rollback_change(c, "BENCH-1")
-                log(f"round {rnd} rollback (not compared): {time.perf_counter() - t:.2f} s")
-                c.execute("DELETE FROM popdb.region_change_log")
-                c.commit()
-            vacuum(dsn)
-        floor, engine = min(floors), min(engines)
-        print(
-            f"region migrate of {rows} persons: engine {engine:.2f} s, floor (one bulk UPDATE) {floor:.2f} s"
+        # merge into a division that already has persons: the undo keeps every row's old values
+        merge = {"type": "merge", "codes": [COUNTY], "into": OTHER}
+        ratios.append(
+            scenario(
+                dsn,
+                "merge 429021 into 429006 (occupied target: row-level undo)",
+                merge,
+                COUNTY,
+                OTHER,
+                rows,
+                args.rounds,
+            )
         )
-        print(f"RATIO engine/floor = {engine / floor:.2f}")
+        for label, engine, floor in ratios:
+            print(
+                f"{label}: {rows} persons, engine {engine:.2f} s, floor (one bulk UPDATE) {floor:.2f} s, "
+                f"RATIO engine/floor = {engine / floor:.2f}"
+            )
         return 0
     finally:
         server.stop()

@@ -10,10 +10,13 @@ from regionlib import change, make_city_db, person_total, references, subtree_co
 
 
 def own_rows(conn) -> dict[str, int]:
-    return {
+    out = {
         t: conn.execute(f"SELECT count(*) FROM popdb.{t}").fetchone()[0]
         for t in ("region_change_log", "region_change_undo", "region_change_archive", "region_code_map")
     }
+    q = "SELECT count(*) FROM pg_tables WHERE schemaname = 'popdb_region_undo'"
+    out["undo tables"] = conn.execute(q).fetchone()[0]
+    return out
 
 
 def dictionary_consistent(conn) -> None:
@@ -125,13 +128,16 @@ def test_merge_into_existing_renumbers_collisions(prov):
     a, b = counties(prov, "420500")[:2]
     ta, tb = townships(prov, a), townships(prov, b)
     na, nb = subtree_count(prov, a), subtree_count(prov, b)
-    R.apply_change(prov, change(type="merge", codes=[b], into=a))
+    res = R.apply_change(prov, change(type="merge", codes=[b], into=a))
+    assert res["undo_modes"]["province"] == ["rows"]  # a's rows were there before: row-level undo
+    assert own_rows(prov)["undo tables"] > 0
     assert references(prov, b) == {}
     assert subtree_count(prov, a) == na + nb
     assert len(townships(prov, a)) == len(ta) + len(tb)
     dictionary_consistent(prov)
     R.rollback_change(prov, "T-1")
     assert R.database_checksum(prov) == before
+    assert own_rows(prov)["undo tables"] == 0
 
 
 def test_delete_with_target_archives_dictionary(prov):
