@@ -82,6 +82,7 @@ def test_sync_playbook_failing_city_reported_and_rerun(ans_dbs, tmp_path):
             "vars": {
                 "popdb_sync_user": server.user,
                 "ansible_python_interpreter": os.path.join(BIN, "python"),
+                "popdb_sync_report_dir": str(tmp_path / "out"),
             },
             "children": {
                 "province_db": {"hosts": {"prov-db01": {**host("ans_prov"), "popdb_db_role": "primary"}}},
@@ -114,6 +115,12 @@ def test_sync_playbook_failing_city_reported_and_rerun(ans_dbs, tmp_path):
     assert r.returncode != 0, out
     assert "合并失败的城市: 429021" in out
     assert "420500 宜昌市: 成功 读取 7 新增 7" in " ".join(out.split())
+    # the Chinese operator report (HTML + xlsx), no ID number in it
+    reports = sorted((tmp_path / "out").glob("sync-*.html"))
+    assert len(reports) == 1 and (tmp_path / "out" / (reports[0].stem + ".xlsx")).exists()
+    page = reports[0].read_text(encoding="utf-8")
+    assert "全员人口库夜间增量合并报告" in page and "神农架林区" in page and "失败" in page
+    assert person_row("420500", 3)[0] not in page
     with psycopg.connect(prov) as c:
         got = dict(c.execute("SELECT city_code, count(*) FROM popdb.person GROUP BY 1").fetchall())
         assert got == {"420100": 17, "420500": 7}
