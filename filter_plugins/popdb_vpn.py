@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 _PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "popdb_vpn_topology.py"
 )
 _spec = importlib.util.spec_from_file_location("popdb_vpn_topology_for_filters", _PATH)
 _topo = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _topo  # dataclasses look their module up there
 _spec.loader.exec_module(_topo)
 
 
@@ -32,6 +34,11 @@ def vpn_gateway(topology, gateway):
     return _topo.gateway(topology, gateway)
 
 
+def vpn_probe_plan(pairs, probes, linux, lan_ips):
+    """Source/target of the ping for each required pair (see popdb_vpn_topology.probe_plan)."""
+    return _topo.probe_plan(pairs, probes or {}, list(linux or []), lan_ips or {})
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -39,4 +46,5 @@ class FilterModule:
             "vpn_required_pairs": vpn_required_pairs,
             "vpn_peers": vpn_peers,
             "vpn_gateway": vpn_gateway,
+            "vpn_probe_plan": vpn_probe_plan,
         }

@@ -247,3 +247,29 @@ def _main(argv=None) -> int:  # pragma: no cover - thin CLI around inventory()
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main())
+
+
+def probe_plan(pairs, probes: dict, linux: list, lan_ips: dict) -> list[dict]:
+    """For each required pair, who pings whom through the tunnel.
+
+    probes: {gateway: probe host address} for hosts behind gateways (lab: probe-<suffix>), keyed by gateway;
+    linux: gateways that can run ping themselves; lan_ips: {gateway: its LAN address}. The source is the probe
+    behind one end, else that end's gateway (pinging from its LAN address); the target is the probe behind the
+    other end, else that gateway's LAN address. Pairs with no possible source or target get source None.
+    """
+    plan = []
+    for p in pairs:
+        a, b, name = p["a"], p["b"], p["name"]
+        item = {"name": name, "source": None, "source_ip": "", "target": ""}
+        for near, far in ((a, b), (b, a)):
+            target = probes.get(far, {}).get("ip") or lan_ips.get(far) or ""
+            if not target:
+                continue
+            if near in probes:
+                item.update(source=probes[near]["host"], target=target)
+                break
+            if near in linux and lan_ips.get(near):
+                item.update(source=near, source_ip=lan_ips[near], target=target)
+                break
+        plan.append(item)
+    return plan
