@@ -654,6 +654,50 @@ def _count(conn, table: str, cols: list[str], prefixes: list[str]) -> dict[str, 
     return out
 
 
+MAPPING_IN_FORCE = "current"  # version label of the mapping in force (popdb_region_mapping.CURRENT)
+
+
+def _mapping_follow(conn, cid: str, plan: StepPlan) -> dict[str, int]:
+    """Rows of the mapping in force whose provincial code moves: archived, removed, re-inserted with
+    the new code (a division merged into one that is already mapped keeps the existing row)."""
+    prefixes = [p for p, _, _ in plan.rules] + plan.purge
+    cond = _cond("provincial_code", prefixes) + f" AND version = '{MAPPING_IN_FORCE}'"
+    n = conn.execute(
+        "INSERT INTO popdb.region_change_archive (change_id, step, tbl, pk, row) "
+        "SELECT %s, %s, 'popdb.region_mapping', "
+        "jsonb_build_object('provincial_code', provincial_code, 'version', version), to_jsonb(m) "
+        f"FROM popdb.region_mapping m WHERE {cond}",
+        (cid, plan.index),
+    ).rowcount
+    if not n:
+        return {}
+    conn.execute(f"DELETE FROM popdb.region_mapping WHERE {cond}")
+    out = {"region_mapping.provincial_code": n}
+    if plan.rules:
+        cols = table_columns(conn, "region_mapping")
+        sel = ", ".join(
+            _case("provincial_code", plan.rules).replace('"provincial_code"', "r.provincial_code")
+            if c == "provincial_code"
+            else f"r.{qi(c)}"
+            for c in cols
+        )
+        rows = conn.execute(
+            f"INSERT INTO popdb.region_mapping ({', '.join(qi(c) for c in cols)}) "
+            f"SELECT {sel} FROM popdb.region_change_archive a, "
+            "jsonb_populate_record(NULL::popdb.region_mapping, a.row) r "
+            "WHERE a.change_id = %s AND a.step = %s AND a.tbl = 'popdb.region_mapping'"
+            " ON CONFLICT DO NOTHING RETURNING provincial_code, version",
+            (cid, plan.index),
+        ).fetchall()
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO popdb.region_change_undo (change_id, step, tbl, pk, old) "
+                "VALUES (%s, %s, 'popdb.region_mapping', %s, '{}')",
+                [(cid, plan.index, json.dumps({"provincial_code": c, "version": v})) for c, v in rows],
+            )
+    return out
+
+
 UNDO_SCHEMA = "popdb_region_undo"
 
 
@@ -701,6 +745,7 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
     order = fk_order(conn, list(tables))
     pks = {t: primary_key(conn, t) for t in tables}
     tcols = {t: table_columns(conn, t) for t in tables}
+    has_mapping = conn.execute("SELECT to_regclass('popdb.region_mapping')").fetchone()[0] is not None
     counts: dict[str, int] = {}
     modes = []
 
@@ -772,6 +817,9 @@ def execute_plan(conn, change: Change, plans: list[StepPlan]) -> tuple[dict, lis
                 n = conn.execute(f"DELETE FROM {qt(table)} WHERE {where}").rowcount
                 if n:
                     bump({f"{_split(table)[1]}.purged": n})
+        # 3b. the mapping in force follows the provincial codes (backups stay as they were)
+        if (plan.rules or plan.purge) and has_mapping:
+            bump(_mapping_follow(conn, cid, plan))
         # 4. dictionary rows removed (children first), archived.
         if plan.dict_delete:
             conn.execute(
@@ -982,6 +1030,7 @@ def _undo(conn, cid: str) -> dict:
     tables = cascade_tables(conn)
     order = fk_order(conn, list(tables))
     rcols = table_columns(conn, "region")
+    has_mapping = conn.execute("SELECT to_regclass('popdb.region_mapping')").fetchone()[0] is not None
     counts: dict[str, int] = {}
     for plan, mode in reversed(list(zip(plans, modes, strict=False))):
         # dictionary rows removed by the step come back (parents first)
@@ -1027,6 +1076,22 @@ def _undo(conn, cid: str) -> dict:
                 n = conn.execute(f"UPDATE {qt(table)} t SET {sets} FROM {qt(utab)} u WHERE {join}").rowcount
                 conn.execute(f"DROP TABLE {qt(utab)}")
                 counts[f"{_split(table)[1]}.*rows"] = counts.get(f"{_split(table)[1]}.*rows", 0) + n
+        # the mapping in force: rows written by the step go, the archived ones come back
+        if has_mapping and (plan.rules or plan.purge):
+            conn.execute(
+                "DELETE FROM popdb.region_mapping m USING popdb.region_change_undo u "
+                "WHERE u.change_id = %s AND u.step = %s AND u.tbl = 'popdb.region_mapping' "
+                "AND m.provincial_code = u.pk->>'provincial_code' AND m.version = u.pk->>'version'",
+                (cid, plan.index),
+            )
+            mcols = table_columns(conn, "region_mapping")
+            conn.execute(
+                f"INSERT INTO popdb.region_mapping ({', '.join(qi(c) for c in mcols)}) "
+                f"SELECT {', '.join('r.' + qi(c) for c in mcols)} FROM popdb.region_change_archive a, "
+                "jsonb_populate_record(NULL::popdb.region_mapping, a.row) r "
+                "WHERE a.change_id = %s AND a.step = %s AND a.tbl = 'popdb.region_mapping'",
+                (cid, plan.index),
+            )
         # dictionary rows added by the step go (children first)
         for row in reversed(plan.dict_insert):
             conn.execute("DELETE FROM popdb.region WHERE code = %s", (row["code"],))
@@ -1058,4 +1123,6 @@ def database_checksum(conn, with_dictionary: bool = True) -> dict[str, tuple[int
     tables = sorted(cascade_tables(conn))
     if with_dictionary:
         tables.append(f"{SCHEMA}.region")
+        if conn.execute("SELECT to_regclass('popdb.region_mapping')").fetchone()[0] is not None:
+            tables.append(f"{SCHEMA}.region_mapping")
     return {t: table_checksum(conn, t) for t in tables}

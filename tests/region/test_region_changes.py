@@ -303,3 +303,40 @@ def test_sequence_of_changes_rolls_back_to_the_start(prov):
     for i in reversed(range(len(seq))):
         R.rollback_change(prov, f"S-{i}")
     assert R.database_checksum(prov) == start
+
+
+def test_mapping_in_force_follows_the_change(prov):
+    a, b = counties(prov, "420500")[:2]
+    prov.execute(
+        "INSERT INTO popdb.region_mapping (provincial_code, national_code, method, version) VALUES "
+        "(%s, %s, 'exact', 'current'), (%s, %s, 'exact', 'backup-2026H1'), (%s, %s, 'exact', 'current')",
+        (a, a, a, a, b, b),
+    )
+    prov.commit()
+    start = R.database_checksum(prov)
+    new = a[:4] + "97000000"
+    res = R.apply_change(prov, change(type="rename", code=a, new_code=new[:6], name="新市"))
+    assert res["counts"]["province"]["region_mapping.provincial_code"] == 1
+    rows = prov.execute(
+        "SELECT provincial_code, national_code, version FROM popdb.region_mapping ORDER BY 3, 1"
+    )
+    assert rows.fetchall() == [(a, a, "backup-2026H1"), (b, b, "current"), (new, a, "current")]
+    # merged into a division that is mapped already: the existing mapping row stands
+    R.apply_change(
+        prov,
+        R.load_change(
+            {
+                "change_id": "T-2",
+                "directive": "x",
+                "effective_date": "2026-02-01",
+                "type": "merge",
+                "codes": [new[:6]],
+                "into": b[:6],
+            }
+        ),
+    )
+    q = "SELECT provincial_code FROM popdb.region_mapping WHERE version = 'current' ORDER BY 1"
+    assert [r[0] for r in prov.execute(q).fetchall()] == [b]
+    R.rollback_change(prov, "T-2")
+    R.rollback_change(prov, "T-1")
+    assert R.database_checksum(prov) == start
