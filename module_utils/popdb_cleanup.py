@@ -3,7 +3,8 @@
 A rule: ``{"name", "paths": [...], "patterns": [glob, ...], "age_days": N, "recurse": bool,
 "owner": "<role that owns the data>"}``. A file is removed when it is a regular file (symlinks are
 never followed or removed), its basename matches a pattern, its mtime is older than ``age_days`` and
-its real path lies under one of the rule's paths and under no protected path.
+its real path lies under one of the rule's paths and under no protected path. A rule path inside a
+protected path is refused; a protected directory inside a recursive rule path is pruned from the walk.
 """
 
 from __future__ import annotations
@@ -61,10 +62,6 @@ def validate_rules(rules: list[dict], protected: list[str]) -> list[dict]:
             for pp in prot:
                 if _under(np_, pp):
                     raise RuleError(f"cleanup rule {name!r}: path {p!r} is inside protected path {pp!r}")
-                if recurse and _under(pp, np_):
-                    raise RuleError(
-                        f"cleanup rule {name!r}: recursive path {p!r} contains protected path {pp!r}"
-                    )
             npaths.append(np_)
         out.append(
             {

@@ -44,7 +44,7 @@ def main() -> None:
         PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + base_env.get("PATH", ""),
         ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
         POPDB_LAB_ID=str(args.id),
-        ANSIBLE_CALLBACKS_ENABLED="",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.timer",
         ANSIBLE_FACT_CACHING="memory",
     )
     configs = {

@@ -38,11 +38,11 @@ def test_protected_paths_refused(tmp_path):
     data.mkdir(parents=True)
     with pytest.raises(RuleError, match="'pg'.*inside protected"):
         validate_rules([{"name": "pg", "paths": [str(data / "15")], "patterns": ["*"]}], [str(data)])
-    with pytest.raises(RuleError, match="'varlib'.*contains protected"):
-        validate_rules(
-            [{"name": "varlib", "paths": [str(tmp_path / "var")], "patterns": ["*"], "recurse": True}],
-            [str(data)],
-        )
+    # A protected directory inside a recursive rule is pruned, not an error.
+    _mk(data / "15" / "main" / "old.1.gz", 100)
+    _mk(tmp_path / "var" / "log" / "old.1.gz", 100)
+    rule = {"name": "varlib", "paths": [str(tmp_path / "var")], "patterns": ["*.gz"], "recurse": True}
+    assert [f["path"] for f in plan([rule], [str(data)])] == [str(tmp_path / "var" / "log" / "old.1.gz")]
     with pytest.raises(RuleError, match="'x': field 'patterns' is empty"):
         validate_rules([{"name": "x", "paths": ["/tmp"], "patterns": []}], [])
     with pytest.raises(RuleError, match="'/' is never cleanable"):
