@@ -39,6 +39,11 @@ def vpn_probe_plan(pairs, probes, linux, lan_ips):
     return _topo.probe_plan(pairs, probes or {}, list(linux or []), lan_ips or {})
 
 
+def vpn_township_sheet(site, topology, county, target):
+    """Data for one township's client help page and self-check config."""
+    return _topo.township_sheet(topology, county, site, target)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -47,4 +52,5 @@ class FilterModule:
             "vpn_peers": vpn_peers,
             "vpn_gateway": vpn_gateway,
             "vpn_probe_plan": vpn_probe_plan,
+            "vpn_township_sheet": vpn_township_sheet,
         }

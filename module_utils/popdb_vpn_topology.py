@@ -273,3 +273,48 @@ def probe_plan(pairs, probes: dict, linux: list, lan_ips: dict) -> list[dict]:
                 break
         plan.append(item)
     return plan
+
+
+def township_sheet(topology, county: str, site: dict, target: dict) -> dict:
+    """Everything the Chinese client help page and the self-check config need for one township site."""
+    gws = validate(topology)
+    where = f"vpn_townships.{county}.{site.get('code', '?')}"
+    if county not in gws:
+        raise TopologyError([f"{where}: {county} is not a gateway in vpn_topology"])
+    try:
+        net = ipaddress.ip_network(str(site["subnet"]), strict=True)
+    except (KeyError, ValueError) as exc:
+        raise TopologyError(
+            [f"{where}.subnet: {site.get('subnet')!r} is not a network in CIDR form"]
+        ) from exc
+    if net.num_addresses < 4:
+        raise TopologyError([f"{where}.subnet: {net} too small for PCs"])
+    if not any(net.subnet_of(ipaddress.ip_network(str(s))) for s in gws[county]["subnets"]):
+        raise TopologyError(
+            [f"{where}.subnet: {net} is not inside {county}'s protected subnets (not tunnelled)"]
+        )
+    prov = gws[province(topology)]
+    gateway_ip = str(site.get("gateway") or (net.network_address + 1))
+    tunnel_probe = str(
+        prov.get("lan_ip") or (ipaddress.ip_network(str(prov["subnets"][0])).network_address + 1)
+    )
+    return {
+        "code": str(site.get("code", "")),
+        "name": str(site.get("name", "")),
+        "county": county,
+        "county_label": gws[county].get("label", county),
+        "subnet": str(net),
+        "netmask": str(net.netmask),
+        "first_ip": str(net.network_address + 2),
+        "last_ip": str(net.broadcast_address - 1),
+        "gateway_ip": gateway_ip,
+        "tunnel_probe": tunnel_probe,
+        "selfcheck": {
+            "township": str(site.get("name", "")),
+            "subnet": str(net),
+            "gateway": gateway_ip,
+            "tunnel_probe": tunnel_probe,
+            "target_host": str(target["host"]),
+            "target_port": int(target.get("port", 443)),
+        },
+    }
