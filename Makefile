@@ -14,7 +14,7 @@ SCENARIOS ?= $(shell cat molecule/SCENARIOS 2>/dev/null)
 # Debian packages the controller needs (lab, PostgreSQL for engine tests, scanners, browser).
 APT_PACKAGES := debootstrap systemd-container iproute2 nftables bridge-utils apt-cacher-ng \
   openssh-client postgresql-15 postgresql-client-15 nmap chromium fonts-wqy-microhei \
-  rsync curl ca-certificates tcpdump
+  rsync curl ca-certificates tcpdump iputils-ping
 
 .PHONY: help setup apt venv lint pytest molecule test demo lab-build lab-up lab-down lab-status bench clean
 
