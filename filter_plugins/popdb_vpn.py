@@ -44,6 +44,11 @@ def vpn_township_sheet(site, topology, county, target):
     return _topo.township_sheet(topology, county, site, target)
 
 
+def vpn_cutover_connection(topology, gateway, psk_master=None, psk_overrides=None):
+    """The gateway's health-network connection (from its `health` data)."""
+    return _topo.cutover_connection(topology, gateway, psk_master, psk_overrides or None)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -53,4 +58,5 @@ class FilterModule:
             "vpn_gateway": vpn_gateway,
             "vpn_probe_plan": vpn_probe_plan,
             "vpn_township_sheet": vpn_township_sheet,
+            "vpn_cutover_connection": vpn_cutover_connection,
         }

@@ -318,3 +318,55 @@ def township_sheet(topology, county: str, site: dict, target: dict) -> dict:
             "target_port": int(target.get("port", 443)),
         },
     }
+
+
+def cutover_connection(topology, gateway: str, psk_master: str | None = None, psk_overrides=None) -> dict:
+    """The gateway's connection on the health-network VPN, from its ``health`` data in the topology.
+
+    ``health: {wan, subnets, peer: {name, wan, subnets}}``: the gateway's new WAN address and protected
+    subnets, and the health network's hub it connects to instead of its population-VPN peers.
+    """
+    gws = validate(topology)
+    g = gws.get(gateway)
+    where = f"{gateway}.health"
+    if g is None:
+        raise TopologyError([f"{gateway}: not a gateway in vpn_topology.gateways"])
+    if g.get("tier") not in ("city", "county"):
+        raise TopologyError([f"{where}: only a city or county gateway can move to the health network"])
+    h = g.get("health")
+    if not isinstance(h, dict):
+        raise TopologyError([f"{where}: missing (wan, subnets, peer: {{name, wan, subnets}})"])
+    errors = []
+    peer = h.get("peer") if isinstance(h.get("peer"), dict) else {}
+    for label, value in (("wan", h.get("wan")), ("peer.wan", peer.get("wan"))):
+        try:
+            ipaddress.ip_address(str(value))
+        except ValueError:
+            errors.append(f"{where}.{label}: {value!r} is not an IP address")
+    for label, nets in (("subnets", h.get("subnets")), ("peer.subnets", peer.get("subnets"))):
+        if not isinstance(nets, list) or not nets:
+            errors.append(f"{where}.{label}: non-empty list of CIDRs required")
+            continue
+        for s in nets:
+            try:
+                ipaddress.ip_network(str(s), strict=True)
+            except ValueError:
+                errors.append(f"{where}.{label}: {s!r} is not a network in CIDR form")
+    if not peer.get("name"):
+        errors.append(f"{where}.peer.name: required")
+    if errors:
+        raise TopologyError(errors)
+    conn = {
+        "name": f"health-{peer['name']}",
+        "peer": f"health-{peer['name']}",
+        "peer_id": 0,
+        "peer_tier": "health",
+        "peer_kind": "external",
+        "local_wan": str(h["wan"]),
+        "remote_wan": str(peer["wan"]),
+        "local_subnets": [str(s) for s in h["subnets"]],
+        "remote_subnets": [str(s) for s in peer["subnets"]],
+    }
+    if psk_master is not None or psk_overrides:
+        conn["psk"] = pair_psk(psk_master, gateway, conn["peer"], psk_overrides)
+    return conn

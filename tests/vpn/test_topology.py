@@ -124,3 +124,25 @@ def test_production_inventory_file_matches_topology():
     """inventories/production/vpn_gateways.yml is generated from the topology (no hand-written copy)."""
     with open(os.path.join(ROOT, "inventories/production/vpn_gateways.yml"), encoding="utf-8") as fh:
         assert yaml.safe_load(fh) == inventory(_prod())
+
+
+def test_cutover_connection_from_health_data():
+    from ansible.module_utils.popdb_vpn_topology import cutover_connection
+
+    t = copy.deepcopy(small_topology())
+    with pytest.raises(TopologyError, match=r"gw-420102.health: missing"):
+        cutover_connection(t, "gw-420102")
+    with pytest.raises(TopologyError, match="only a city or county"):
+        cutover_connection(t, "gw-prov")
+    t["gateways"]["gw-420102"]["health"] = {
+        "wan": "198.51.100.200",
+        "subnets": ["10.60.1.0/24"],
+        "peer": {"name": "hub", "wan": "x", "subnets": ["10.61.0.0/16"]},
+    }
+    with pytest.raises(TopologyError, match=r"gw-420102.health.peer.wan"):
+        cutover_connection(t, "gw-420102")
+    t["gateways"]["gw-420102"]["health"]["peer"]["wan"] = "198.51.100.250"
+    c = cutover_connection(t, "gw-420102", MASTER)
+    assert c["peer"] == "health-hub" and c["local_wan"] == "198.51.100.200"
+    assert c["local_subnets"] == ["10.60.1.0/24"] and c["remote_subnets"] == ["10.61.0.0/16"]
+    assert c["psk"] and c["psk"] not in {x["psk"] for x in connections(t, "gw-420102", MASTER)}
