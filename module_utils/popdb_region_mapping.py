@@ -275,6 +275,81 @@ def write_unmatched_xlsx(path: str, unmatched: list[dict], version: str) -> str:
     return path
 
 
+METHOD_LABELS = {"manual": "人工决定", "exact": "代码一致", "name": "同上级同名", "successor": "国家变更后继"}
+
+
+def write_run_report(out_dir: str, version: str, steps: dict, by_method: dict, unmatched: list[dict]) -> dict:
+    """Operator report of a run (Chinese HTML + xlsx via popdb_report)."""
+    from ansible.module_utils.popdb_report import cell, write_report
+
+    nat = steps["national"]
+    summary = [
+        {
+            "item": "国家区划导入",
+            "value": f"{nat['rows']} 行（在用 {nat['in_use']}，拒收 {nat['rejected']}）",
+            "status": cell("拒收" if nat["rejected"] else "正常", "amber" if nat["rejected"] else "green"),
+        },
+        {
+            "item": "省级字典",
+            "value": f"{steps['provincial']['rows']} 个县级及以上区划",
+            "status": cell("正常", "green"),
+        },
+        {
+            "item": "映射备份",
+            "value": steps["backup"]["version"] + f"（{steps['backup']['rows']} 行）",
+            "status": cell("正常", "green"),
+        },
+    ]
+    for method, n in sorted(by_method.items()):
+        summary.append(
+            {
+                "item": f"映射：{METHOD_LABELS.get(method, method)}",
+                "value": n,
+                "status": cell("正常", "green"),
+            }
+        )
+    summary.append(
+        {
+            "item": "未匹配（待人工审核）",
+            "value": len(unmatched),
+            "status": cell("待审核" if unmatched else "无", "amber" if unmatched else "green"),
+        }
+    )
+    rows = [
+        {
+            "side": SIDE[u["side"]],
+            "code": u["code"],
+            "name": u["name"],
+            "level": u["level"],
+            "reason": cell(REASONS[u["reason"]], "amber"),
+            "cand": ";".join(u.get("candidates") or []),
+        }
+        for u in unmatched
+    ]
+    sections = [
+        {
+            "title": "概况",
+            "columns": [("item", "项目"), ("value", "结果"), ("status", "状态")],
+            "rows": summary,
+        },
+        {
+            "title": "未匹配区划",
+            "columns": [
+                ("side", "侧别"),
+                ("code", "代码"),
+                ("name", "名称"),
+                ("level", "级别"),
+                ("reason", "原因"),
+                ("cand", "候选国家代码"),
+            ],
+            "rows": rows,
+        },
+    ]
+    return write_report(
+        os.path.join(out_dir, f"region-mapping-report-{version}"), f"区划映射初始化报告 {version}", sections
+    )
+
+
 def import_decisions(conn, xlsx_path: str, decided_by: str) -> dict:
     """Add the manual decisions of a reviewed xlsx; existing decisions are never overwritten."""
     from openpyxl import load_workbook
@@ -448,6 +523,7 @@ def run_init(
         xlsx = os.path.join(out_dir, f"region-mapping-unmatched-{version}.xlsx")
         if not check:
             write_unmatched_xlsx(xlsx, unmatched, version)
+            res["report"] = write_run_report(out_dir, version, res["steps"], by_method, unmatched)
         res["steps"]["unmatched"] = {
             "rows": len(unmatched),
             "xlsx": xlsx,

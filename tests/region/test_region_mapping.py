@@ -83,6 +83,9 @@ def test_mapping_init_five_steps(prov, tmp_path):
     assert by_code["420199000000"][5] == M.REASONS["no_match"]
     assert by_code["421321000000"][0] == "国家区划"  # national side unmapped (随县)
     assert un["rows"] == len(rows) - 1
+    with open(res["report"]["html"], encoding="utf-8") as fh:
+        page = fh.read()
+    assert "区划映射初始化报告" in page and "未匹配区划" in page and "421302000000" in page
 
     # idempotent: same inputs, same version → nothing changes
     again = M.run_init(prov, NATIONAL, version="2026H1", out_dir=str(out))
