@@ -1,0 +1,1 @@
+"""popdb-ops lab: systemd-nspawn hosts on Linux bridges, driven by bin/lab."""
