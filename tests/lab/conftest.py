@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def pytest_terminal_summary(terminalreporter):
-    from test_lab_full import LAB_ID, TIMINGS
-
-    if TIMINGS:
-        terminalreporter.write_sep("-", f"lab timings (size full, lab id {LAB_ID})")
-        for k, v in TIMINGS.items():
+    mod = sys.modules.get("test_lab_full")
+    timings = getattr(mod, "TIMINGS", None)
+    if timings:
+        terminalreporter.write_sep("-", f"lab timings (size full, lab id {mod.LAB_ID})")
+        for k, v in timings.items():
             terminalreporter.write_line(f"{k:>8}: {v:.1f} s")
