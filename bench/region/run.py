@@ -102,6 +102,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", choices=["migrate", "merge"], help="run one scenario only")
     args = ap.parse_args()
     server = start_server()
     try:
@@ -137,31 +138,22 @@ def main() -> int:
         log(f"province loaded: {rows} persons reference {COUNTY}")
         vacuum(dsn)
         ratios = []
-        migrate = {"type": "migrate", "code": COUNTY, "new_parent": "420300"}
-        ratios.append(
-            scenario(
-                dsn,
+        scenarios = {
+            "migrate": (
                 "migrate 429021 under 420300 (fresh codes: undo by inverse rules)",
-                migrate,
-                COUNTY,
+                {"type": "migrate", "code": COUNTY, "new_parent": "420300"},
                 "420321",
-                rows,
-                args.rounds,
-            )
-        )
-        # merge into a division that already has persons: the undo keeps every row's old values
-        merge = {"type": "merge", "codes": [COUNTY], "into": OTHER}
-        ratios.append(
-            scenario(
-                dsn,
+            ),
+            # merge into a division that already has persons: the undo keeps every row's old values
+            "merge": (
                 "merge 429021 into 429006 (occupied target: row-level undo)",
-                merge,
-                COUNTY,
+                {"type": "merge", "codes": [COUNTY], "into": OTHER},
                 OTHER,
-                rows,
-                args.rounds,
-            )
-        )
+            ),
+        }
+        for key, (label, spec, new) in scenarios.items():
+            if args.only in (None, key):
+                ratios.append(scenario(dsn, label, spec, COUNTY, new, rows, args.rounds))
         for label, engine, floor in ratios:
             print(
                 f"{label}: {rows} persons, engine {engine:.2f} s, floor (one bulk UPDATE) {floor:.2f} s, "
