@@ -133,3 +133,48 @@ def test_sync_playbook_failing_city_reported_and_rerun(ans_dbs, tmp_path):
     assert "429021" not in r.stdout and "420500" not in r.stdout
     with psycopg.connect(prov) as c:
         assert c.execute("SELECT count(*) FROM popdb.person WHERE city_code = '420100'").fetchone() == (20,)
+
+
+def test_consolidate_playbook(ans_dbs, tmp_path):
+    server, prov, dsns = ans_dbs
+
+    def host(db):
+        return {"ansible_host": server.host, "popdb_db_port": server.port, "popdb_db_name": db}
+
+    inv = {
+        "all": {
+            "vars": {
+                "popdb_sync_user": server.user,
+                "ansible_python_interpreter": os.path.join(BIN, "python"),
+                "ansible_connection": "local",
+            },
+            "children": {
+                "province_db": {"hosts": {"prov-db01": {**host("ans_prov"), "popdb_db_role": "primary"}}},
+                "city_db": {
+                    "hosts": {
+                        "city-db-420100": {**host("ans_420100"), "city_code": "420100"},
+                        "city-db-420500": {**host("ans_420500"), "city_code": "420500"},
+                    }
+                },
+            },
+        }
+    }
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump(inv, allow_unicode=True))
+    export = str(tmp_path / "export")
+    extra = ["-e", f"popdb_consolidate_export_dir={export}", "-e", "popdb_consolidate_retention=1"]
+    r = ansible("ansible-playbook", "playbooks/consolidate.yml", "-e", "period=2026-10-1", "--check", *extra,
+                inventory=str(path))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    with psycopg.connect(prov) as c:
+        assert c.execute("SELECT count(*) FROM popdb.archive_catalog").fetchone() == (0,)
+    for period in ("2026-10-1", "2026-10-2"):
+        r = ansible("ansible-playbook", "playbooks/consolidate.yml", "-e", f"period={period}", *extra,
+                    inventory=str(path))  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert "导出并删除的过期期间 2026-10-1" in r.stdout
+    assert os.path.exists(os.path.join(export, "popdb_archive_person_2026-10-1.tsv.gz"))
+    with psycopg.connect(prov) as c:
+        assert c.execute(
+            "SELECT count(*) FROM popdb.archive_catalog WHERE verified AND dropped_at IS NULL"
+        ).fetchone() == (8,)
