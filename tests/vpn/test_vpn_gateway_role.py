@@ -72,6 +72,7 @@ def _render(name: str, item: dict, backend: str = "kernel-libipsec") -> str:
         vpn_gateway_esp_proposals="aes256-sha256",
         vpn_gateway_dpd_delay="5s",
         vpn_gateway_rekey_time="4h",
+        vpn_gateway_keyingtries=0,
         vpn_gateway_start_action="start",
         vpn_gateway_dpd_action="restart",
         vpn_gateway_close_action="start",
