@@ -31,7 +31,7 @@ def test_sshd_effective_settings(host):
     assert host.file("/etc/ssh/sshd_config.d/50-popdb-baseline.conf").contains("^DebianBanner no")
     # DebianBanner is not in `sshd -T`: read the identification string the running sshd sends.
     ident = host.check_output(
-        "python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', 22)); print(s.recv(256).decode())\""
+        "python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', 22)); print(s.recv(256).decode())\""  # noqa: E501
     )
     assert ident.startswith("SSH-2.0-OpenSSH_") and "Debian" not in ident, ident
 
