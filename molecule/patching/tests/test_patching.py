@@ -58,7 +58,9 @@ def test_reboot_policy_if_required_in_container_is_reported(host):
     if _name(host) != "web01":
         pytest.skip("run once")
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    # The scenario's inventory directory (lab host vars, parent groups and group_vars), not the bare file.
     inv = os.environ.get("MOLECULE_INVENTORY_FILE")
+    inv = os.path.dirname(inv) if inv else None
     cmd = ["ansible-playbook", os.path.join(ROOT, "playbooks", "patching.yml"), "--limit", "web01",
            "-e", "patching_reboot_policy=if_required", "-e", "patching_limit_patterns=['popdb-*']",
            "-e", "patching_min_free_mb=100", "--tags", "patching_reboot,patching_report"]  # fmt: skip

@@ -27,7 +27,9 @@ def _run(cmd, timeout=900):
 
 
 def _inventory():
+    # The scenario's inventory directory (lab host vars, parent groups and group_vars), not the bare file.
     inv = os.environ.get("MOLECULE_INVENTORY_FILE")
+    inv = os.path.dirname(inv) if inv else None
     return ["-i", inv] if inv else []
 
 
