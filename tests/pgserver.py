@@ -55,7 +55,9 @@ class PgServer:
 
 def start_server() -> PgServer:
     if not os.path.exists(f"{PG_BIN}/initdb"):
-        raise RuntimeError(f"PostgreSQL server binaries not found in {PG_BIN}: run `make setup` (apt postgresql-15)")
+        raise RuntimeError(
+            f"PostgreSQL server binaries not found in {PG_BIN}: run `make setup` (apt postgresql-15)"
+        )
     base = tempfile.mkdtemp(prefix="popdb-pg-")
     datadir = os.path.join(base, "data")
     run_as: list[str] = []
@@ -64,8 +66,18 @@ def start_server() -> PgServer:
         os.chown(base, pw.pw_uid, pw.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*run_as, f"{PG_BIN}/initdb", "-D", datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-         "--locale=C.UTF-8"],
+        [
+            *run_as,
+            f"{PG_BIN}/initdb",
+            "-D",
+            datadir,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
         check=True,
         capture_output=True,
     )
@@ -75,7 +87,18 @@ def start_server() -> PgServer:
         "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB -c max_wal_size=4GB"
     )
     subprocess.run(
-        [*run_as, f"{PG_BIN}/pg_ctl", "-D", datadir, "-o", opts, "-l", os.path.join(base, "log"), "-w", "start"],
+        [
+            *run_as,
+            f"{PG_BIN}/pg_ctl",
+            "-D",
+            datadir,
+            "-o",
+            opts,
+            "-l",
+            os.path.join(base, "log"),
+            "-w",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )

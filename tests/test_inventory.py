@@ -11,9 +11,23 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CITIES = {
-    "420100": "武汉", "420200": "黄石", "420300": "十堰", "420500": "宜昌", "420600": "襄阳", "420700": "鄂州",
-    "420800": "荆门", "420900": "孝感", "421000": "荆州", "421100": "黄冈", "421200": "咸宁", "421300": "随州",
-    "422800": "恩施", "429004": "仙桃", "429005": "潜江", "429006": "天门", "429021": "神农架",
+    "420100": "武汉",
+    "420200": "黄石",
+    "420300": "十堰",
+    "420500": "宜昌",
+    "420600": "襄阳",
+    "420700": "鄂州",
+    "420800": "荆门",
+    "420900": "孝感",
+    "421000": "荆州",
+    "421100": "黄冈",
+    "421200": "咸宁",
+    "421300": "随州",
+    "422800": "恩施",
+    "429004": "仙桃",
+    "429005": "潜江",
+    "429006": "天门",
+    "429021": "神农架",
 }
 DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 
@@ -22,7 +36,10 @@ DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
 def production() -> dict:
     out = subprocess.run(
         ["ansible-inventory", "-i", "inventories/production", "--list"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")},
     ).stdout
     return json.loads(out)
@@ -39,10 +56,19 @@ def _hosts(inv: dict, group: str) -> set[str]:
 def test_28_servers_by_function(production):
     servers = _hosts(production, "servers")
     assert len(servers) == 28
-    for group in ("province_db", "city_db", "web_app", "exchange", "national_frontend", "backup_storage",
-                  "management"):
+    for group in (
+        "province_db",
+        "city_db",
+        "web_app",
+        "exchange",
+        "national_frontend",
+        "backup_storage",
+        "management",
+    ):
         assert _hosts(production, group), f"group {group} is empty"
-    assert _hosts(production, "databases") == _hosts(production, "province_db") | _hosts(production, "city_db")
+    assert _hosts(production, "databases") == _hosts(production, "province_db") | _hosts(
+        production, "city_db"
+    )
 
 
 def test_17_city_databases_keyed_by_real_division_codes(production):

@@ -16,7 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _installed() -> dict[str, str]:
     out = subprocess.run(
         ["ansible-galaxy", "collection", "list", "--format", "json"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")},
     ).stdout
     found: dict[str, str] = {}
@@ -32,8 +35,14 @@ def _satisfies(version: str, spec: str) -> bool:
         assert m, f"requirements.yml: unparsable version spec {spec!r}"
         op, want = m.group(1) or "==", LooseVersion(m.group(2))
         have = LooseVersion(version)
-        ok = {">=": have >= want, "<=": have <= want, "==": have == want, "<": have < want,
-              ">": have > want, "!=": have != want}[op]
+        ok = {
+            ">=": have >= want,
+            "<=": have <= want,
+            "==": have == want,
+            "<": have < want,
+            ">": have > want,
+            "!=": have != want,
+        }[op]
         if not ok:
             return False
     return True
