@@ -572,6 +572,22 @@ def _rm_cgroups(rel: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ up / down
+def _no_bridge_netfilter() -> None:
+    """With br_netfilter loaded and bridge-nf-call-* = 1, frames between two hosts on the SAME lab bridge
+    go through the root namespace's IP hooks and hit the guard (it drops all lab forwarding), so lab hosts
+    could not reach each other. The per-bridge switch cannot override the global one: turn the global off."""
+    for key in ("iptables", "ip6tables", "arptables"):
+        path = f"/proc/sys/net/bridge/bridge-nf-call-{key}"
+        try:
+            with open(path) as fh:
+                on = fh.read().strip() == "1"
+        except OSError:
+            continue  # br_netfilter not loaded: nothing to do
+        if on:
+            print(f"lab: br_netfilter is loaded; setting net.bridge.bridge-nf-call-{key}=0 (lab bridges)")
+            run(["sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0"])
+
+
 def up(lab: model.Lab, wait: float = 180.0) -> dict[str, float]:
     preflight()
     if not base_ready():
@@ -583,6 +599,7 @@ def up(lab: model.Lab, wait: float = 180.0) -> dict[str, float]:
         with open("/proc/sys/fs/inotify/max_user_instances") as fh:
             if int(fh.read()) < 1024:
                 run(["sysctl", "-qw", "fs.inotify.max_user_instances=1024"])
+        _no_bridge_netfilter()
         previous = _load_state(lab.lab_id)
         wanted = {h.name: h for h in lab.hosts}
         # Hosts of a previous spec that are gone or moved are stopped; unchanged running ones stay.
