@@ -90,15 +90,8 @@ exported:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.popdb_conn import require_psycopg, with_password
 from ansible.module_utils.popdb_mask import mask_text
-
-
-def _with_password(dsn, password):
-    if not password:
-        return dsn
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(dsn, password=password)
 
 
 def main():
@@ -116,16 +109,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        module.fail_json(msg="python3 psycopg (3.x) is required on the host running popdb_consolidate")
+    require_psycopg(module, "popdb_consolidate")
     from ansible.module_utils.popdb_consolidate import consolidate
 
     try:
         res = consolidate(
-            _with_password(p["province_dsn"], p["province_password"]),
-            {str(k): _with_password(v, p["city_password"]) for k, v in p["city_dsns"].items()},
+            with_password(p["province_dsn"], p["province_password"]),
+            {str(k): with_password(v, p["city_password"]) for k, v in p["city_dsns"].items()},
             period=p["period"],
             retention=p["retention"],
             export_dir=p["export_dir"],

@@ -115,15 +115,8 @@ watermark_to:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.popdb_conn import require_psycopg, with_password
 from ansible.module_utils.popdb_mask import mask_text
-
-
-def _with_password(dsn, password):
-    if not password:
-        return dsn
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(dsn, password=password)
 
 
 def main():
@@ -140,16 +133,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        module.fail_json(msg="python3 psycopg (3.x) is required on the host running popdb_merge")
+    require_psycopg(module, "popdb_merge")
     from ansible.module_utils.popdb_merge import MergeError, merge_city
 
     try:
         res = merge_city(
-            _with_password(p["province_dsn"], p["province_password"]),
-            _with_password(p["city_dsn"], p["city_password"]),
+            with_password(p["province_dsn"], p["province_password"]),
+            with_password(p["city_dsn"], p["city_password"]),
             str(p["city"]),
             check_mode=module.check_mode,
             full=p["full"],
