@@ -42,6 +42,17 @@ def popdb_patch_text(report):
     return _patching.render_text(dict(report))
 
 
+def popdb_patch_checks(registered):
+    """{df, services, busy_units, busy_locks, post_services, pg_clusters, pg_ready} registered results
+    -> {pre: [...], post: [...]} for the per-host report."""
+    return _patching.check_results(**dict(registered))
+
+
+def popdb_patch_sections(reports, hosts=None):
+    """Per-host patch reports {host: report|None} -> popdb_report sections (consolidated, Chinese)."""
+    return _patching.report_sections(dict(reports), list(hosts or []))
+
+
 def _human(n):
     n = float(n or 0)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -112,4 +123,6 @@ class FilterModule:
             "popdb_package_versions": popdb_package_versions,
             "popdb_version_diff": popdb_version_diff,
             "popdb_patch_text": popdb_patch_text,
+            "popdb_patch_checks": popdb_patch_checks,
+            "popdb_patch_sections": popdb_patch_sections,
         }

@@ -36,6 +36,47 @@ def test_outdated_package_upgraded_and_reported(host):
     assert "popdb-canary: 1.0 -> 2.0 (upgraded)" in text
 
 
+def _converge_run(name):
+    """The run directory of the converge (the run whose report for this host has the upgrade)."""
+    base = os.path.join(ROOT, "out", "patching")
+    runs = []
+    for d in sorted(os.listdir(base)):
+        path = os.path.join(base, d, f"{name}.json")
+        if os.path.exists(path) and os.path.exists(os.path.join(base, d, "patching.html")):
+            with open(path, encoding="utf-8") as fh:
+                if json.load(fh)["changes"]:
+                    runs.append(os.path.join(base, d))
+    assert runs, f"no consolidated report with an upgrade of {name} under {base}"
+    return runs[-1]
+
+
+def test_consolidated_report_names_upgrade_and_hold(host):
+    from openpyxl import load_workbook
+
+    name = _name(host)
+    run = _converge_run(name)
+    with open(os.path.join(run, "patching.html"), encoding="utf-8") as fh:
+        page = fh.read()
+    assert '<html lang="zh-CN">' in page and "补丁报告" in page
+    # one table row per upgraded package: host, package, before, after, before → after, action
+    cells = [name, "popdb-canary", "1.0", "2.0", "1.0 → 2.0", "升级"]
+    assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page
+    assert (
+        f'<tr><td>{name}</td><td>postgresql-popdb-canary</td><td class="s-amber">保持(hold)，未升级</td></tr>'
+        in page
+    )
+    assert "需要重启，策略 never：未重启" in page
+    wb = load_workbook(os.path.join(run, "patching.xlsx"))
+    upgraded = [tuple(c.value for c in row)[:4] for row in wb["已升级"].iter_rows(min_row=4)]
+    assert (name, "popdb-canary", "1.0", "2.0") in upgraded
+    assert not any(r[1] == "postgresql-popdb-canary" for r in upgraded if r[0] == name)
+    held = [tuple(c.value for c in row) for row in wb["保持"].iter_rows(min_row=4)]
+    assert (name, "postgresql-popdb-canary", "保持(hold)，未升级") in held
+    checks = {row[0].value: row[1].value for row in wb["检查"].iter_rows(min_row=4)}
+    assert checks[name].startswith("通过：") and "服务 ssh.service：active" in checks[name]
+    assert os.path.exists(os.path.join(ROOT, "out", "patching", "latest.html"))
+
+
 def test_held_package_stays(host):
     assert host.package("postgresql-popdb-canary").version == "1.0"
     assert "postgresql-popdb-canary" in host.check_output("apt-mark showhold").split()
