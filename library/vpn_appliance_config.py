@@ -12,6 +12,12 @@ description:
   - Reads the running configuration over SSH (netmiko), pushes only the missing or changed lines and saves
     only when it pushed something. Keys are compared through a fingerprint line, because devices show keys
     encrypted; a changed key replaces the old one.
+  - Peers that left the topology are removed, limited to what the module itself configures - entries of its
+    own C(popdb) IPsec policy / crypto map, the per-peer objects of a peer marked by the module's
+    C(description popdb-psk-...) line (VRP C(ike peer <peer>); Comware C(ike profile ip-<peer>),
+    C(ike keychain kc-<peer>); IOS C(crypto keyring kr-<peer>), C(crypto isakmp profile ip-<peer>),
+    C(ip access-list extended popdb-<peer>)) and the numbered ACL of a removed policy entry. An object that
+    other configuration still refers to is kept and reported (I(kept), a warning).
   - Check mode connects and reads but pushes nothing; diff mode shows the lines (keys masked).
   - When the device rejects a line the module fails, naming the line, the device message and the lines
     already applied (not saved).
@@ -90,6 +96,14 @@ RETURN = r"""
 lines: {description: Lines pushed (in check mode - to push) with keys masked., type: list, returned: always}
 applied: {description: Lines the device accepted (also on failure)., type: list, returned: always}
 saved: {description: Whether the configuration was saved., type: bool, returned: always}
+removed:
+  description: Headers of managed blocks of departed peers removed (in check mode - to remove).
+  type: list
+  returned: always
+kept:
+  description: Managed blocks of departed peers kept because other configuration still refers to them.
+  type: list
+  returned: always
 failed_line: {description: The rejected line (keys masked)., type: str, returned: on rejection}
 device_error: {description: The device's message for the rejected line., type: str, returned: on rejection}
 ike_sa: {description: Parsed IKE SA rows (state=ike_sa)., type: list, returned: state=ike_sa}
@@ -161,7 +175,7 @@ def main():
             msg=f"{name}: not an appliance gateway with a supported vendor in vpn_topology.gateways"
         )
     vendor = gw["vendor"]
-    result = dict(changed=False, lines=[], applied=[], saved=False, vendor=vendor)
+    result = dict(changed=False, lines=[], applied=[], saved=False, removed=[], kept=[], vendor=vendor)
     if p["state"] == "present" and not (p["psk_master"] or p["psk_overrides"]):
         module.fail_json(msg=f"{name}: psk_master (vaulted) or psk_overrides required", **result)
     try:
@@ -187,6 +201,10 @@ def main():
         pl = plan(vendor, render(vendor, gw, conns), running)
         result["lines"] = pl.display
         result["changed"] = pl.changed
+        result["removed"] = pl.deleted
+        result["kept"] = pl.kept
+        for header in pl.kept:
+            module.warn(f"{name}: {header!r} belongs to a departed peer but is still referenced; kept")
         if module._diff and pl.changed:
             result["diff"] = diff_text(pl)
         if module.check_mode or not pl.changed:

@@ -6,6 +6,13 @@ gateway's connections (``popdb_vpn_topology.connections``). ``plan`` compares it
 configuration and returns only the missing or changed lines, wrapped in their headers. Devices show
 pre-shared keys encrypted, so a key line is pushed when the block's fingerprint line
 (``description popdb-psk-<hash>``) is missing; the key then replaces the old one.
+
+Peers that left the topology are removed too, but only objects the module itself created: entries of
+its own policy (``ipsec policy popdb <id> isakmp`` / ``crypto map popdb <id> ipsec-isakmp``), and the
+per-peer objects of a peer whose fingerprint line marks it as managed (VRP ``ike peer <peer>``, Comware
+``ike profile ip-<peer>`` + ``ike keychain kc-<peer>``, IOS ``crypto keyring kr-<peer>`` +
+``crypto isakmp profile ip-<peer>`` + ``ip access-list extended popdb-<peer>``), plus the numbered ACL a
+removed policy entry used. An object something else on the device still refers to is kept (``kept``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ class Vendor:
     leave_config: tuple  # (command, regex of the exec prompt)
     negate_first: re.Pattern | None = None  # keys the device appends to instead of replacing
     key_of: re.Pattern | None = None  # single-valued keys (for diff display of replaced lines)
+    # Removal of departed peers (only what the module creates):
+    policy_entry: re.Pattern | None = None  # an entry of the module's own policy; group 1: its undo form
+    managed_peer: re.Pattern | None = None  # header carrying the fingerprint line; group 1: peer name
+    peer_objects: tuple = ()  # headers of one peer's objects, in removal order ({p}: peer name)
+    policy_acl: tuple | None = None  # (regex on a policy entry's child giving the ACL, ACL header format)
 
 
 VENDORS = {
@@ -56,6 +68,10 @@ VENDORS = {
         key_of=re.compile(
             r"^(description|pre-shared-key|remote-address|rule \d+|security acl|ike-peer|proposal)\b"
         ),
+        policy_entry=re.compile(r"^(ipsec policy popdb \d+) isakmp$"),
+        managed_peer=re.compile(r"^ike peer (\S+)$"),
+        peer_objects=("ike peer {p}",),
+        policy_acl=(re.compile(r"^security acl (\d+)$"), "acl number {}"),
     ),
     "hp_comware": Vendor(
         name="hp_comware",
@@ -69,6 +85,10 @@ VENDORS = {
         key_of=re.compile(
             r"^(description|pre-shared-key address \S+ \S+|remote-address|rule \d+|security acl)\b"
         ),
+        policy_entry=re.compile(r"^(ipsec policy popdb \d+) isakmp$"),
+        managed_peer=re.compile(r"^ike profile ip-(\S+)$"),
+        peer_objects=("ike profile ip-{p}", "ike keychain kc-{p}"),
+        policy_acl=(re.compile(r"^security acl (\d+)$"), "acl advanced {}"),
     ),
     "cisco_ios": Vendor(
         name="cisco_ios",
@@ -81,6 +101,13 @@ VENDORS = {
         leave_config=("end", r"#\s*$"),
         negate_first=re.compile(r"^(set peer)\b"),
         key_of=re.compile(r"^(description|set peer|match address)\b"),
+        policy_entry=re.compile(r"^(crypto map popdb \d+) ipsec-isakmp$"),
+        managed_peer=re.compile(r"^crypto keyring kr-(\S+)$"),
+        peer_objects=(
+            "crypto isakmp profile ip-{p}",
+            "crypto keyring kr-{p}",
+            "ip access-list extended popdb-{p}",
+        ),
     ),
 }
 IKE_PROPOSAL = 10
@@ -261,11 +288,82 @@ def parse_running(text: str) -> dict[str, list[str]]:
 class Plan:
     lines: list  # to send, in order, secrets in clear
     display: list  # the same, keys masked
-    removed: list  # running lines replaced (for the diff), keys masked
+    removed: list  # running lines replaced or removed (for the diff), keys masked
+    deleted: list = field(default_factory=list)  # headers of managed blocks removed (departed peers)
+    kept: list = field(default_factory=list)  # managed blocks of departed peers kept: still referenced
 
     @property
     def changed(self) -> bool:
         return bool(self.lines)
+
+
+FINGERPRINT = "description popdb-psk-"
+
+
+def _mask_key(line: str) -> str:
+    """A key line as read from the device (encrypted, but never shown)."""
+    if line.startswith("pre-shared-key"):
+        return " ".join(line.split()[:-1] + [MASK])
+    return line
+
+
+def _refers(line: str, name: str) -> bool:
+    """Whether a configuration line refers to the object called ``name`` (``ike-peer X``, ``keyring X``)."""
+    return not line.startswith("description ") and line.split()[-1:] == [name]
+
+
+def stale(vendor: str, desired: list[Block], have: dict[str, list[str]]) -> tuple[list, list]:
+    """Managed blocks of departed peers: ([(header, undo target)] in removal order, [kept headers]).
+
+    Only the module's own objects are candidates: entries of its own policy that are no longer desired,
+    the per-peer objects of a peer whose fingerprint line marks it as managed, and the numbered ACL a
+    removed policy entry used. A candidate still referred to by anything that stays is kept.
+    """
+    v = VENDORS[vendor]
+    if v.policy_entry is None:
+        return [], []
+    want = {b.header for b in desired}
+    removing: dict[str, str] = {}
+    for h in have:
+        m = v.policy_entry.match(h)
+        if m and h not in want:
+            removing[h] = m.group(1)
+    departed = sorted(
+        m.group(1)
+        for h, children in have.items()
+        if (m := v.managed_peer.match(h))
+        and h not in want
+        and any(c.startswith(FINGERPRINT) for c in children)
+    )
+    for p in departed:
+        for fmt in v.peer_objects:
+            h = fmt.format(p=p)
+            if h in have and h not in want:
+                removing[h] = h
+    if v.policy_acl:
+        rx, fmt = v.policy_acl
+        for h in [x for x in removing if v.policy_entry.match(x)]:
+            for c in have[h]:
+                m = rx.match(c)
+                acl = fmt.format(m.group(1)) if m else None
+                if acl and acl in have and acl not in want:
+                    removing.setdefault(acl, acl)
+    kept: list[str] = []
+    again = True
+    while again:  # keeping one object can keep what it refers to
+        again = False
+        users = [c for b in desired for c in b.children] + [
+            c for h, children in have.items() if h not in removing for c in [h, *children]
+        ]
+        for h in list(removing):
+            if v.policy_entry.match(h):
+                continue
+            if any(_refers(c, h.split()[-1]) for c in users):
+                del removing[h]
+                kept.append(h)
+                again = True
+                break
+    return list(removing.items()), kept
 
 
 def _mask(line: str, secrets: set) -> str:
@@ -307,7 +405,12 @@ def plan(vendor: str, desired: list[Block], running_text: str) -> Plan:
         if cur is None or todo:
             lines += [blk.header] + todo + [v.exit_word]
             display += [blk.header] + [" " + s for s in shown] + [v.exit_word]
-    return Plan(lines, display, removed)
+    gone, kept = stale(vendor, desired, have)
+    for header, target in gone:  # after the additions: nothing wanted refers to them any more
+        lines.append(v.negate + target)
+        display.append(v.negate + target)
+        removed += [header] + [" " + _mask_key(c) for c in have[header]]
+    return Plan(lines, display, removed, [h for h, _ in gone], kept)
 
 
 def diff_text(p: Plan) -> dict:
@@ -316,7 +419,7 @@ def diff_text(p: Plan) -> dict:
     return {
         "before": before,
         "after": after,
-        "before_header": "running (replaced lines)",
+        "before_header": "running (replaced and removed lines)",
         "after_header": "pushed",
     }
 
