@@ -69,3 +69,22 @@ def run_module(args: dict, check: bool = False, diff: bool = False) -> dict:
             pass
     sys.stdout.flush()
     return json.loads(out.getvalue())
+
+
+def module_args(dev, topology: dict, **kw) -> dict:
+    """vpn_appliance_config arguments for a fake device (tests/fakes/netdev.FakeDevice)."""
+    return {
+        "gateway": dev.name,
+        "topology": topology,
+        "psk_master": MASTER,
+        "host": "127.0.0.1",
+        "port": dev.port,
+        "username": "admin",
+        "password": "admin",
+        **kw,
+    }
+
+
+def cfg_lines(dev, since: int = 0) -> list[str]:
+    """The configuration lines a fake device received since log index `since`."""
+    return [line for mode, line in dev.log[since:] if mode == "cfg"]

@@ -7,7 +7,7 @@ import copy
 import pytest
 from fakes.netdev import FakeDevice, FakeNetwork
 
-from vpn.helpers import MASTER, run_module, small_topology
+from vpn.helpers import MASTER, cfg_lines, module_args, run_module, small_topology
 
 VENDORS = ("huawei_vrp", "hp_comware", "cisco_ios")
 TOPO = small_topology(VENDORS)
@@ -24,20 +24,10 @@ def _device(vendor: str, **kw) -> FakeDevice:
 
 
 def _args(dev: FakeDevice, topology=TOPO, **kw) -> dict:
-    return {
-        "gateway": dev.name,
-        "topology": topology,
-        "psk_master": MASTER,
-        "host": "127.0.0.1",
-        "port": dev.port,
-        "username": "admin",
-        "password": "admin",
-        **kw,
-    }
+    return module_args(dev, topology, **kw)
 
 
-def _cfg_lines(dev: FakeDevice, since: int = 0) -> list[str]:
-    return [line for mode, line in dev.log[since:] if mode == "cfg"]
+_cfg_lines = cfg_lines
 
 
 @pytest.fixture(params=VENDORS)

@@ -11,7 +11,7 @@ import copy
 import pytest
 from fakes.netdev import FakeDevice, FakeNetwork
 
-from vpn.helpers import MASTER, run_module, small_topology
+from vpn.helpers import cfg_lines, module_args, run_module, small_topology
 
 VENDORS = ("huawei_vrp", "hp_comware", "cisco_ios")
 BASE = small_topology(VENDORS)
@@ -113,20 +113,10 @@ def _device(vendor: str, extra: str = "") -> FakeDevice:
 
 
 def _args(dev: FakeDevice, topology: dict, **kw) -> dict:
-    return {
-        "gateway": dev.name,
-        "topology": topology,
-        "psk_master": MASTER,
-        "host": "127.0.0.1",
-        "port": dev.port,
-        "username": "admin",
-        "password": "admin",
-        **kw,
-    }
+    return module_args(dev, topology, **kw)
 
 
-def _cfg_lines(dev: FakeDevice, since: int = 0) -> list[str]:
-    return [line for mode, line in dev.log[since:] if mode == "cfg"]
+_cfg_lines = cfg_lines
 
 
 def _blocks(dev: FakeDevice, headers) -> list:
