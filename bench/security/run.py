@@ -4,7 +4,9 @@ host before and after playbooks/security.yml.
 
 Brings up a small lab (mgmt01 for the antivirus mirror + the scanned host), runs
 playbooks/vuln_scan.yml (phase before), playbooks/security.yml, playbooks/vuln_scan.yml (phase after), and
-prints the figures from out/vuln_scan/<host>/summary.json (the per-host report is next to it).
+prints the figures from out/vuln_scan/<host>/summary.json (the per-host report is next to it): Lynis index,
+tailored OpenSCAP scores, failed rules before/after, waived/tailored-out/open rules and Lynis suggestions.
+The figures and summary are also saved as out/security/<host>-<UTC time>.txt/.json.
 Root only (the lab). Usage: bench/security/run.py [--host prov-db01] [--id 9] [--keep]
 """
 
