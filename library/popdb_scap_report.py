@@ -35,6 +35,10 @@ options:
     type: list
     elements: dict
     default: []
+  lynis_waivers:
+    description: Lynis test id -> {reason, ...} for suggestions that stay (e.g. impossible in a container).
+    type: dict
+    default: {}
 author: popdb-ops
 """
 
@@ -46,12 +50,15 @@ EXAMPLES = r"""
     profiles: [standard, anssi_bp28_minimal]
     waivers: "{{ vuln_scan_waivers }}"
     fixes: "{{ vuln_scan_fixes }}"
+    lynis_waivers: "{{ vuln_scan_lynis_waivers }}"
   delegate_to: localhost
 """
 
 RETURN = r"""
 summary:
-  description: Per profile score before/after, fails after, open rules; Lynis index before/after.
+  description: >-
+    Per profile score before/after, fails before/after, waived and tailored-out rules, open rules;
+    Lynis index before/after, suggestions left, waived and open suggestions.
   type: dict
   returned: always
 files:
@@ -68,8 +75,10 @@ from ansible.module_utils.popdb_report import cell, write_report
 from ansible.module_utils.popdb_scap import (
     ScanParseError,
     compare,
+    lynis_rows,
     parse_lynis,
     parse_xccdf,
+    tailored_out,
     validate_waivers,
 )
 
@@ -83,7 +92,9 @@ def _read(path: str) -> str | None:
         return fh.read()
 
 
-def build(host: str, d: str, profiles: list, waivers: dict, fixes: list) -> tuple[dict, list]:
+def build(
+    host: str, d: str, profiles: list, waivers: dict, fixes: list, lynis_waivers: dict | None = None
+) -> tuple[dict, list]:
     summary = {"host": host, "profiles": {}, "lynis": {}}
     sections = []
     overview = []
@@ -95,9 +106,9 @@ def build(host: str, d: str, profiles: list, waivers: dict, fixes: list) -> tupl
         before_txt = _read(os.path.join(d, "before", f"{prof}.xml"))
         before = parse_xccdf(before_txt, f"{host}/before/{prof}.xml") if before_txt else None
         cmp = compare(before, after, waivers, fixes)
-        summary["profiles"][prof] = {
-            k: cmp[k] for k in ("score_before", "score_after", "open", "fail_after", "pass_after")
-        }
+        keys = ("score_before", "score_after", "open", "fail_before", "fail_after", "pass_after", "waived")
+        summary["profiles"][prof] = {k: cmp[k] for k in keys}
+        summary["profiles"][prof]["tailored_out"] = tailored_out(waivers, prof)
         overview.append(
             {
                 "item": f"OpenSCAP {prof}",
@@ -150,11 +161,22 @@ def build(host: str, d: str, profiles: list, waivers: dict, fixes: list) -> tupl
             }
         )
         if "after" in lyn:
+            lrows = lynis_rows(lyn["after"]["suggestions"], lynis_waivers or {})
+            summary["lynis"]["suggestions_after"] = len(lrows)
+            summary["lynis"]["waived"] = [r["test"] for r in lrows if r["status"] == "waived"]
+            summary["lynis"]["open"] = [r["test"] for r in lrows if r["status"] == "open"]
             sections.append(
                 {
                     "title": "Lynis 建议（修复后）",
-                    "columns": [("id", "建议编号")],
-                    "rows": [{"id": s} for s in lyn["after"]["suggestions"]],
+                    "columns": [("id", "建议编号"), ("status", "状态"), ("waiver", "豁免理由")],
+                    "rows": [
+                        {
+                            "id": r["test"],
+                            "status": cell(r["status"], *reversed(STATUS_TEXT[r["status"]])),
+                            "waiver": r["waiver"] or "-",
+                        }
+                        for r in lrows
+                    ],
                 }
             )
     sections.insert(
@@ -181,18 +203,21 @@ def main() -> None:
             "profiles": {"type": "list", "elements": "str", "required": True},
             "waivers": {"type": "dict", "default": {}},
             "fixes": {"type": "list", "elements": "dict", "default": []},
+            "lynis_waivers": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
     p = module.params
-    missing = validate_waivers(p["waivers"])
+    missing = validate_waivers(p["waivers"]) + validate_waivers(p["lynis_waivers"])
     if missing:
         module.fail_json(msg=f"waivers without a reason: {', '.join(missing)}")
     for i, fx in enumerate(p["fixes"]):
         if not fx.get("pattern") or not fx.get("role"):
             module.fail_json(msg=f"fixes[{i}]: fields 'pattern' and 'role' are required")
     try:
-        summary, sections = build(p["host"], p["dir"], p["profiles"], p["waivers"], p["fixes"])
+        summary, sections = build(
+            p["host"], p["dir"], p["profiles"], p["waivers"], p["fixes"], p["lynis_waivers"]
+        )
     except ScanParseError as exc:
         module.fail_json(msg=str(exc))
     if module.check_mode:

@@ -64,6 +64,24 @@ def parse_lynis(text: str) -> dict:
     return {"hardening_index": index, "warnings": warnings, "suggestions": sorted(set(suggestions))}
 
 
+def lynis_rows(suggestions: list[str], waivers: dict) -> list[dict]:
+    """Each Lynis suggestion (test id) left after hardening, with its waiver reason or status open."""
+    rows = []
+    for test in suggestions:
+        w = waivers.get(test)
+        rows.append({"test": test, "status": "waived" if w else "open", "waiver": (w or {}).get("reason")})
+    return rows
+
+
+def tailored_out(waivers: dict, profile: str) -> list[str]:
+    """Rules the tailoring file removes from a profile (waivers with tailor: true)."""
+    return sorted(
+        r
+        for r, w in waivers.items()
+        if w.get("tailor") and (w.get("profiles") is None or profile in w["profiles"])
+    )
+
+
 def fixed_by(rule: str, fixes: list[dict]) -> str | None:
     """The role that fixes a rule: first entry of fixes ({pattern, role}) whose regex matches."""
     for fx in fixes:
@@ -108,6 +126,8 @@ def compare(before: dict | None, after: dict, waivers: dict, fixes: list[dict]) 
         "score_after": after["score"],
         "rows": rows,
         "open": open_rules,
+        "waived": [r["rule"] for r in rows if r["status"] == "waived"],
+        "fail_before": sum(1 for r in b_rules.values() if r in FAILING) if before else None,
         "fail_after": sum(1 for r in after["rules"].values() if r in FAILING),
         "pass_after": sum(1 for r in after["rules"].values() if r == "pass"),
     }

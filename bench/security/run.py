@@ -4,7 +4,9 @@ host before and after playbooks/security.yml.
 
 Brings up a small lab (mgmt01 for the antivirus mirror + the scanned host), runs
 playbooks/vuln_scan.yml (phase before), playbooks/security.yml, playbooks/vuln_scan.yml (phase after), and
-prints the figures from out/vuln_scan/<host>/summary.json (the per-host report is next to it).
+prints the figures from out/vuln_scan/<host>/summary.json (the per-host report is next to it): Lynis index,
+tailored OpenSCAP scores, failed rules before/after, waived/tailored-out/open rules and Lynis suggestions.
+The figures and summary are also saved as out/security/<host>-<UTC time>.txt/.json.
 Root only (the lab). Usage: bench/security/run.py [--host prov-db01] [--id 9] [--keep]
 """
 
@@ -74,15 +76,37 @@ def main() -> None:
         os.unlink(spec_file)
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as fh:
         s = json.load(fh)
-    print(f"\nhost {args.host}            before    after")
+    text = figures(args.host, s, out)
+    print(text)
+    saved = os.path.join(ROOT, "out", "security")
+    os.makedirs(saved, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    with open(os.path.join(saved, f"{args.host}-{stamp}.txt"), "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    with open(os.path.join(saved, f"{args.host}-{stamp}.json"), "w", encoding="utf-8") as fh:
+        json.dump(s, fh, ensure_ascii=False, indent=2)
+    print(f"saved: out/security/{args.host}-{stamp}.txt, .json")
+
+
+def figures(host: str, s: dict, out: str) -> str:
+    """The before/after table: Lynis index, scores, failed and waived rules/suggestions."""
     ly = s["lynis"]
-    print(f"Lynis hardening index   {ly.get('before')!s:>6}   {ly.get('after')!s:>6}   (target >= 85)")
+    lines = [
+        f"host {host}                     before    after",
+        f"Lynis hardening index            {ly.get('before')!s:>6}   {ly.get('after')!s:>6}   (target >= 85)",
+        f"  Lynis suggestions after: {ly.get('suggestions_after', '-')}, waived {len(ly.get('waived', []))}, "
+        f"open {len(ly.get('open', []))}: {', '.join(ly.get('open', [])) or '-'}",
+    ]
     for prof, p in s["profiles"].items():
-        print(
-            f"OpenSCAP {prof:<18} {p['score_before']!s:>6}   {p['score_after']!s:>6}   "
-            f"fails after {p['fail_after']}, open (no waiver) {len(p['open'])}: {', '.join(p['open']) or '-'}"
-        )
-    print(f"report: {out}/report.html, report.xlsx")
+        lines += [
+            f"OpenSCAP {prof:<23} {p['score_before']!s:>6}   {p['score_after']!s:>6}   (tailored)",
+            f"  failed rules                   {p.get('fail_before')!s:>6}   {p['fail_after']!s:>6}",
+            f"  after: waived {len(p.get('waived', []))} (kept in profile, failure accepted), "
+            f"tailored out {len(p.get('tailored_out', []))}, "
+            f"open {len(p['open'])}: {', '.join(p['open']) or '-'}",
+        ]
+    lines.append(f"report: {out}/report.html, report.xlsx")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from ansible.module_utils.popdb_scap import (
     ScanParseError,
     compare,
     fixed_by,
+    lynis_rows,
     parse_lynis,
     parse_xccdf,
+    tailored_out,
     validate_waivers,
 )
 
@@ -89,3 +91,25 @@ def test_compare_fixed_waived_open():
 
 def test_waiver_needs_reason():
     assert validate_waivers({"a": {"reason": "ok"}, "b": {"reason": " "}, "c": "x"}) == ["b", "c"]
+
+
+def test_waived_and_failed_counts_and_tailored_out():
+    before = parse_xccdf(xccdf(20, {"a": "fail", "b": "fail", "c": "pass"}))
+    after = parse_xccdf(xccdf(60, {"a": "pass", "b": "fail", "c": "pass"}))
+    got = compare(before, after, {"b": {"reason": "container"}}, [])
+    assert (got["fail_before"], got["fail_after"], got["waived"], got["open"]) == (2, 1, ["b"], [])
+    waivers = {
+        "p1": {"tailor": True, "reason": "r"},
+        "p2": {"tailor": True, "profiles": ["standard"], "reason": "r"},
+        "k": {"tailor": False, "reason": "r"},
+    }
+    assert tailored_out(waivers, "standard") == ["p1", "p2"]
+    assert tailored_out(waivers, "anssi_bp28_minimal") == ["p1"]
+
+
+def test_lynis_rows_waived_or_open():
+    rows = lynis_rows(["FILE-6310", "SSH-7408"], {"FILE-6310": {"reason": "partitions"}})
+    assert rows == [
+        {"test": "FILE-6310", "status": "waived", "waiver": "partitions"},
+        {"test": "SSH-7408", "status": "open", "waiver": None},
+    ]

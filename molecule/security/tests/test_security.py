@@ -215,3 +215,22 @@ def test_firewall_table_default_drop(host):
     rules = host.check_output("nft list chain inet popdb_filter input")
     assert "policy drop" in rules
     assert 'log prefix "popdb-fw-drop: "' in rules and "limit rate" in rules
+
+
+def test_os_hardening(host):
+    """Core dumps off, umask 027, idle timeout, modules blacklisted, net sysctls, fail2ban watching sshd."""
+    assert host.check_output("bash -lc 'ulimit -c'") == "0"
+    assert host.check_output("bash -lc umask") == "0027"
+    assert "readonly TMOUT" in host.file("/etc/profile.d/popdb-tmout.sh").content_string
+    assert "install usb-storage /bin/true" in host.file("/etc/modprobe.d/popdb-blacklist.conf").content_string
+    assert host.sysctl("net.ipv4.conf.all.accept_redirects") == 0
+    assert host.sysctl("net.ipv4.conf.all.log_martians") == 1
+    assert host.file("/etc/crontab").mode == 0o600
+    assert "Banned IP list" in host.check_output("fail2ban-client status sshd")
+    # The controller's address is never banned (the operator cannot lock himself out).
+    assert "ignoreip" in host.file("/etc/fail2ban/jail.local").content_string
+    for pkg in ("libpam-tmpdir", "needrestart", "debsums", "aide", "usbguard", "sysstat"):
+        assert host.package(pkg).is_installed, pkg
+    # No USB bus in a container: the USBGuard daemon stays masked, its policy is in place.
+    assert host.run("systemctl is-enabled usbguard.service").stdout.strip() == "masked"
+    assert not host.package("exim4-daemon-light").is_installed
