@@ -16,7 +16,7 @@ APT_PACKAGES := debootstrap systemd-container iproute2 nftables bridge-utils apt
   openssh-client postgresql-15 postgresql-client-15 nmap chromium fonts-wqy-microhei \
   rsync curl ca-certificates tcpdump iputils-ping
 
-.PHONY: help setup apt venv lint pytest molecule test demo lab-build lab-up lab-down lab-status bench clean
+.PHONY: help setup apt venv wheelhouse lint pytest molecule test demo lab-build lab-up lab-down lab-status bench clean
 
 help:
 	@echo "make demo   - set up, bring up the $(SIZE) lab, run playbooks/site.yml against it"
@@ -37,7 +37,22 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
-setup: apt venv
+setup: apt venv wheelhouse
+
+# Wheels for the control node's job venv (Debian 12: CPython 3.11, x86_64), downloaded once here; the
+# scheduler role pushes them and installs with pip --no-index (the control node never reaches PyPI).
+WHEELHOUSE := .cache/wheelhouse
+WHEEL_REQS := $(WHEELHOUSE)/requirements.txt
+$(WHEEL_REQS): roles/scheduler/defaults/main.yml | $(VENV)/.installed
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -c 'import yaml, sys; d = yaml.safe_load(open(sys.argv[1])); print(*d["scheduler_venv_requirements"], sep="\n")' \
+	  roles/scheduler/defaults/main.yml > $@.tmp
+	$(PY) -m pip download -q -d $(WHEELHOUSE) -r $@.tmp --only-binary=:all: --implementation cp --python-version 3.11 \
+	  --abi cp311 --abi abi3 --abi none --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_28_x86_64
+	mv $@.tmp $@
+
+wheelhouse: $(WHEEL_REQS)
 
 lint: venv
 	yamllint -s .

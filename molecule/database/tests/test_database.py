@@ -1,5 +1,6 @@
 """Database platform on real lab hosts: PostgreSQL (TLS, pg_hba, logging), pgBackRest on bak01 over SSH,
-restore drills onto drill01 (latest and point in time), retention, a failing backup that alerts, log summary.
+a city database (city-db-420100) in its own stanza on bak01, restore drills onto drill01 (latest and point
+in time), retention, a failing backup that alerts, log summary.
 
 Tests run in file order and build on each other (one backup history), like an operator's day.
 """
@@ -95,6 +96,31 @@ def test_full_backup_check_verify():
     assert info()["status"]["message"] == "ok"
     # the repository is encrypted
     assert info()["cipher"] == "aes-256-cbc"
+
+
+def test_city_database_backed_up_to_bak01_in_its_own_stanza():
+    city = _h("city-db-420100")
+    assert sql(city, "SHOW max_connections") == "150"  # city profile
+    assert sql(city, "SHOW archive_mode") == "on"
+    sql(city, "DROP TABLE IF EXISTS person")
+    sql(city, "CREATE TABLE person(id int PRIMARY KEY, name text)")
+    sql(city, "INSERT INTO person SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+    r = BAK.run("systemctl start popdb-backup-city-db-420100-full.service")
+    assert r.rc == 0, r.stdout + r.stderr
+    status = json.loads(BAK.file("/var/lib/popdb-backup/city-db-420100.json").content_string)
+    assert status["result"] == "ok" and status["step"] == "verify", status
+    out = BAK.check_output("runuser -u pgbackrest -- pgbackrest --output=json info")
+    stanzas = {s["name"]: s for s in json.loads(out)}
+    assert {"prov-db01", "city-db-420100"} <= set(stanzas)  # one repository, one stanza per database
+    st = stanzas["city-db-420100"]
+    assert st["status"]["message"] == "ok" and st["cipher"] == "aes-256-cbc"
+    assert [b["type"] for b in st["backup"]] == ["full"]
+    assert st["backup"][-1]["database"]["id"] == st["db"][-1]["id"]
+    # the city database's WAL reaches its own archive (point-in-time recovery for the city)
+    assert st["archive"] and st["archive"][0]["max"], st["archive"]
+    assert BAK.file("/var/lib/pgbackrest/archive/city-db-420100").is_directory
+    # the province stanza was not touched by the city backup
+    assert [b["type"] for b in stanzas["prov-db01"]["backup"]] == ["full"]
 
 
 def test_restore_latest_matches_source():
