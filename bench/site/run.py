@@ -3,7 +3,12 @@
 (pipelining on, forks from ansible.cfg) against the same runs with pipelining off and forks=5, measured
 in this same run on this machine. Prints the ratios; asserts nothing about speed.
 
-    bench/site/run.py [--size full] [--id 7] [--tags baseline,perf_tuning] [--keep] [--only project]
+    bench/site/run.py [--size full] [--id 7] [--tags baseline,perf_tuning] [--keep]
+                      [--configs project,baseline,pipelined_forks5]
+
+Configurations: project (ansible.cfg: pipelining on, forks=30), baseline (pipelining off, forks=5) and
+pipelined_forks5 (pipelining on, forks=5: separates the effect of pipelining from that of forks).
+Default: project,baseline.
 
 Each configuration gets a fresh lab (bin/lab up), so both "first run" figures start from the same state.
 Use --tags to limit to some roles (say so when reporting figures).
@@ -110,7 +115,11 @@ def main() -> int:
     ap.add_argument("--tags", default="")
     ap.add_argument("--playbook", default="playbooks/site.yml")
     ap.add_argument("--keep", action="store_true", help="leave the last lab up")
-    ap.add_argument("--only", choices=["project", "baseline"], help="run one configuration only")
+    ap.add_argument(
+        "--configs",
+        default="project,baseline",
+        help="comma-separated configurations to run, in order (project, baseline, pipelined_forks5)",
+    )
     args = ap.parse_args()
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -131,9 +140,13 @@ def main() -> int:
             "baseline (pipelining off, forks=5)",
             {"ANSIBLE_PIPELINING": "False", "ANSIBLE_FORKS": "5"},
         ),
+        "pipelined_forks5": ("pipelining on, forks=5", {"ANSIBLE_FORKS": "5"}),
     }
-    if args.only:
-        configs = {args.only: configs[args.only]}
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in configs]
+    if unknown or not wanted:
+        ap.error(f"--configs: unknown {unknown or 'empty list'}; choose from {', '.join(configs)}")
+    configs = {c: configs[c] for c in wanted}
     os.makedirs(OUT, exist_ok=True)
     scope = f" (--tags {args.tags})" if args.tags else ""
     results: dict = {
@@ -218,10 +231,11 @@ def main() -> int:
         )
         if r["run"] == "second" and r["changed_hosts"]:
             lines.append(f"  NOT IDEMPOTENT: changed on {r['changed_hosts']}")
-    for run in ("first", "second"):
-        p, b = by.get(("project", run)), by.get(("baseline", run))
-        if p and b and p["rc"] == 0 and b["rc"] == 0:
-            lines.append(f"{run} run:  baseline/project = {b['seconds'] / p['seconds']:.2f}x")
+    for other in (c for c in configs if c != "project"):
+        for run in ("first", "second"):
+            p, b = by.get(("project", run)), by.get((other, run))
+            if p and b and p["rc"] == 0 and b["rc"] == 0:
+                lines.append(f"{run} run:  {other}/project = {b['seconds'] / p['seconds']:.2f}x")
     p1, p2 = by.get(("project", "first")), by.get(("project", "second"))
     if p1 and p2 and p2["rc"] == 0:
         lines.append(f"project second/first = {p2['seconds'] / p1['seconds']:.2f}")
